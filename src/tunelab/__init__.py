@@ -1,0 +1,3 @@
+"""tunelab: fine-tune open LLMs on your own data."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,272 @@
+"""The Python API. The CLI (and later the HTTP server) call only these functions.
+
+    check_data(path)            -> Report
+    train(cfg)                  -> RunDir
+    evaluate(run, data)         -> dict (also writes eval.json and report.md)
+    load_for_chat(target)       -> Chatter
+    demo()                      -> dict
+"""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from tunelab import methods
+from tunelab.config import RunConfig
+from tunelab.data import dataset
+from tunelab.data.formats import prompt_and_reference
+from tunelab.data.load import write_jsonl
+from tunelab.data.tokens import count_tokens, encode_prompt
+from tunelab.data.validate import Report, parse_file, token_stats
+from tunelab.errors import ConfigError, RunError
+from tunelab.io import atomic_write_json, atomic_write_text
+from tunelab.models import catalog
+from tunelab.models.load import ModelRef, load_model, load_tokenizer, resolve
+from tunelab.rundir import RunDir, open_run
+from tunelab.train.callbacks import EventSink, no_events
+
+
+# ---------------------------------------------------------------- data
+
+def check_data(path: str | Path, model: str = catalog.DEFAULT_MODEL, max_length: int | None = None) -> Report:
+    """Validate a training file and measure it with ``model``'s tokenizer and chat template."""
+    parsed = parse_file(path)
+    report = parsed.report
+    ref = resolve(model)
+    if parsed.messages:
+        lengths = count_tokens(load_tokenizer(ref), parsed.messages)
+        report.tokens = token_stats(lengths)
+        if max_length:
+            report.max_length = max_length
+            report.over_length = sum(n > max_length for n in lengths)
+    params = ref.params_b
+    report.guidance = {**catalog.guidance(params), "model": ref.name,
+                       "verdict": catalog.verdict(len(parsed.messages), params)}
+    return report
+
+
+# ---------------------------------------------------------------- train
+
+def run_path(cfg: RunConfig) -> Path:
+    name = cfg.name or f"{cfg.method.name}-{time.strftime('%Y%m%d-%H%M%S')}"
+    return Path(cfg.out_dir) / name
+
+
+def train(cfg: RunConfig, *, out: str | Path | None = None, resume: str | Path | None = None,
+          events: EventSink = no_events) -> RunDir:
+    """Fine-tune ``cfg.model`` on ``cfg.data`` and write a run directory; or resume one."""
+    from tunelab.train import sft
+
+    checkpoint = None
+    if resume is not None:
+        run = open_run(resume)
+        cfg = run.config()
+        checkpoint = str(run.latest_checkpoint())
+        train_rows = dataset.load_conversations(run.data / "train.jsonl")
+        val_file = run.data / "val.jsonl"
+        val_rows = dataset.load_conversations(val_file) if val_file.is_file() else []
+    else:
+        if not cfg.data.train:
+            raise ConfigError("no training data: pass --data FILE.jsonl (or data.train in the config)")
+        method = methods.get(cfg.method.name)
+        train_rows = dataset.load_conversations(cfg.data.train)
+        if cfg.data.val:
+            val_rows = dataset.load_conversations(cfg.data.val)
+        else:
+            train_rows, val_rows = dataset.split_train_val(train_rows, cfg.data.val_fraction, cfg.train.seed)
+        run = RunDir(Path(out) if out else run_path(cfg))
+        if run.path.exists() and any(run.path.iterdir()):
+            raise RunError(f"{run.path}: already exists and is not empty; choose another --out or --resume it")
+        cfg = cfg.model_copy(update={"name": run.name})
+    method = methods.get(cfg.method.name)
+
+    ref = resolve(cfg.model.name)
+    tokenizer = load_tokenizer(ref, cfg.model.trust_remote_code)
+    enc_train = dataset.encode_split(tokenizer, train_rows, cfg.data.max_length, cfg.data.train_on_inputs)
+    enc_val = dataset.encode_split(tokenizer, val_rows, cfg.data.max_length, cfg.data.train_on_inputs)
+    if not enc_train.rows:
+        raise ConfigError(f"no training row has an answer token within data.max_length={cfg.data.max_length}")
+
+    if checkpoint is None:
+        run.path.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(run.config_file, cfg.to_yaml())
+        write_jsonl(run.data / "train.jsonl", [{"messages": m} for m in train_rows])
+        if val_rows:
+            write_jsonl(run.data / "val.jsonl", [{"messages": m} for m in val_rows])
+        atomic_write_json(run.data / "data_card.json", dataset.data_card(
+            {"train": cfg.data.train, "val": cfg.data.val}, {"train": enc_train, "val": enc_val}))
+
+    model = load_model(ref, cfg.model.dtype, cfg.model.trust_remote_code)
+    settings = getattr(cfg.method, method.settings_attr) if method.settings_attr else None
+    model = method.apply(model, settings)
+    trainable = methods.trainable_summary(model)
+    events({"event": "trainable", **trainable})
+
+    summary = sft.run(model, tokenizer, enc_train.rows, enc_val.rows, cfg, run,
+                      resume_from=checkpoint, events=events)
+    _save_weights(model, tokenizer, run.adapter if method.saves_adapter else run.model)
+    atomic_write_json(run.summary_file, {
+        "model": ref.name, "method": method.name, "trainable": trainable,
+        "train_rows": len(enc_train.rows), "val_rows": len(enc_val.rows), **summary,
+    })
+    return run
+
+
+def _save_weights(model, tokenizer, target: Path) -> None:
+    """Save into a temp folder beside ``target``, then swap it in: never a half-written adapter."""
+    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
+    try:
+        model.save_pretrained(tmp)
+        tokenizer.save_pretrained(tmp)
+        if target.exists():
+            shutil.rmtree(target)
+        tmp.rename(target)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+# ---------------------------------------------------------------- load a run or a model
+
+@dataclass
+class Loaded:
+    """A model ready for inference: the base, plus the tuned weights when loaded from a run."""
+
+    model: object
+    tokenizer: object
+    ref: ModelRef
+    run: RunDir | None
+    is_adapter: bool
+
+
+def load(target: str | Path, dtype: str = "float32") -> Loaded:
+    """Load a run directory (base + trained weights) or a base model name/id/folder."""
+    p = Path(target)
+    if p.is_dir() and (p / "config.yaml").is_file():
+        run = open_run(p)
+        cfg = run.config()
+        ref = resolve(cfg.model.name)
+        weights = run.weights()
+        tokenizer = load_tokenizer(ref, cfg.model.trust_remote_code)
+        if weights == run.adapter:
+            from peft import PeftModel
+
+            base = load_model(ref, dtype, cfg.model.trust_remote_code)
+            return Loaded(PeftModel.from_pretrained(base, str(weights)), tokenizer, ref, run, True)
+        tuned_ref = ModelRef(ref.name, str(weights), ref.params_b, True)
+        return Loaded(load_model(tuned_ref, dtype), tokenizer, ref, run, False)
+    if p.is_dir() and not (p / "config.json").is_file():
+        raise RunError(f"{p}: not a run directory or model folder (no config.yaml or config.json)")
+    ref = resolve(str(target))
+    return Loaded(load_model(ref, dtype), load_tokenizer(ref), ref, None, False)
+
+
+def reply(loaded: Loaded, messages: list[dict], *, max_new_tokens: int = 256,
+          temperature: float = 0.0, top_p: float = 1.0) -> str:
+    """One assistant answer to a conversation."""
+    from tunelab.evaluate.generate import generate
+
+    prompt = encode_prompt(loaded.tokenizer, messages)
+    return generate(loaded.model, loaded.tokenizer, [prompt], max_new_tokens=max_new_tokens,
+                    batch_size=1, temperature=temperature, top_p=top_p)[0]
+
+
+# ---------------------------------------------------------------- evaluate
+
+def evaluate(target: str | Path, data: str | Path, *, limit: int | None = None,
+             events: EventSink = no_events) -> dict:
+    """Base vs tuned on the same rows: loss, perplexity, ROUGE-L, exact match, samples."""
+    from contextlib import nullcontext
+
+    from tunelab.evaluate import metrics, report
+    from tunelab.evaluate.generate import generate
+
+    run = open_run(target)
+    cfg = run.config()
+    rows = dataset.load_conversations(data)
+    limit = limit or cfg.eval.limit
+    rows = rows[:limit] if limit else rows
+    loaded = load(run.path)
+    base_model = None
+    if not loaded.is_adapter:
+        base_model = load_model(loaded.ref, "float32", cfg.model.trust_remote_code)
+    tok = loaded.tokenizer
+    prompts, refs = zip(*(prompt_and_reference(m) for m in rows))
+    prompt_ids = [encode_prompt(tok, p) for p in prompts]
+    encoded = dataset.encode_split(tok, list(rows), cfg.data.max_length, False).rows
+
+    def side(name: str) -> dict:
+        model = loaded.model if name == "tuned" or base_model is None else base_model
+        ctx = loaded.model.disable_adapter() if (name == "base" and loaded.is_adapter) else nullcontext()
+        events({"event": "eval_side", "side": name, "total": len(rows)})
+        with ctx:
+            loss = metrics.reference_loss(model, encoded, batch_size=cfg.eval.batch_size)
+            answers = generate(model, tok, prompt_ids, max_new_tokens=cfg.eval.max_new_tokens,
+                               batch_size=cfg.eval.batch_size,
+                               progress=lambda k: events({"event": "generated", "side": name, "n": k}))
+        return {
+            "scores": {
+                "loss": round(loss, 4),
+                "perplexity": round(metrics.perplexity(loss), 4),
+                "rougeL": round(metrics.rouge_l(answers, list(refs)), 4),
+                "exact_match": round(metrics.exact_match(answers, list(refs)), 4),
+            },
+            "answers": answers,
+        }
+
+    start = time.perf_counter()
+    base, tuned = side("base"), side("tuned")
+    result = {
+        "n": len(rows),
+        "data": str(data),
+        "base": base["scores"],
+        "tuned": tuned["scores"],
+        "seconds": round(time.perf_counter() - start, 1),
+        "samples": [
+            {"prompt": prompts[i][-1]["content"], "reference": refs[i],
+             "base": base["answers"][i], "tuned": tuned["answers"][i]}
+            for i in range(min(cfg.eval.samples, len(rows)))
+        ],
+    }
+    report.write(run, result)
+    return result
+
+
+# ---------------------------------------------------------------- demo
+
+DEMO_TEST_ROWS = 40
+
+
+def demo(out: str | Path = "runs/demo", *, sets: list[str] | None = None, events: EventSink = no_events) -> dict:
+    """Train LoRA on the bundled calendar-entry dataset and compare base vs tuned on held-out rows."""
+    from tunelab import resources
+    from tunelab.config import build_config
+    from tunelab.data.split import row_key, split_indices
+
+    out = Path(out)
+    if out.exists() and any(out.iterdir()):
+        raise RunError(f"{out}: already exists and is not empty; pass another --out")
+    rows = dataset.load_conversations(resources.path("demo_calendar.jsonl"))
+    frac = DEMO_TEST_ROWS / len(rows)
+    train_idx, test_idx = split_indices([row_key(r) for r in rows], [frac], seed=0)
+    data_dir = out / "demo-data"
+    write_jsonl(data_dir / "train.jsonl", [{"messages": rows[i]} for i in train_idx])
+    write_jsonl(data_dir / "test.jsonl", [{"messages": rows[i]} for i in test_idx])
+    cfg = build_config(overrides=DEMO_SETTINGS | {"data.train": str(data_dir / "train.jsonl")}, sets=sets)
+    start = time.perf_counter()
+    run = train(cfg, out=out / "run", events=events)
+    result = evaluate(run.path, data_dir / "test.jsonl", events=events)
+    return {"run": str(run.path), "seconds": round(time.perf_counter() - start, 1),
+            "summary": run.summary(), "eval": result}
+
+
+# The demo's recipe: LoRA defaults, a short run sized to finish in minutes on a 2-core CPU.
+DEMO_SETTINGS = {
+    "train.epochs": 1.0,
+    "train.batch_size": 4,
+    "train.lr": 4e-4,
+    "eval.max_new_tokens": 64,
+}

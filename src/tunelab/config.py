@@ -1,0 +1,172 @@
+"""RunConfig: everything a training run needs, typed and documented.
+
+Sources are merged in order: defaults < YAML file < CLI flags < ``--set key=value``.
+Unknown keys are errors (a typo must never be silently ignored). The resolved config, with
+every default made explicit, is written to ``<run>/config.yaml``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, Field, ValidationError, field_validator
+
+from tunelab.errors import ConfigError
+from tunelab.methods.lora import LoraSettings
+from tunelab.models.catalog import DEFAULT_MODEL
+
+
+from tunelab.typed import Section as _Section
+
+
+class ModelSection(_Section):
+    name: str = Field(DEFAULT_MODEL, description="catalog name, Hugging Face id or local model folder")
+    dtype: Literal["float32", "bfloat16", "float16"] = Field("float32", description="dtype the weights are loaded in")
+    trust_remote_code: bool = Field(False, description="run model code from the Hub (only for models you trust)")
+
+
+class DataSection(_Section):
+    train: str | None = Field(None, description="training JSONL file")
+    val: str | None = Field(None, description="validation JSONL file; without it a seeded split of train is used")
+    val_fraction: float = Field(0.1, gt=0, lt=1, description="share of train held out for validation when val is unset")
+    max_length: int = Field(512, ge=16, description="rows longer than this many tokens are truncated")
+    train_on_inputs: bool = Field(False, description="also compute the loss on system/user tokens")
+
+
+class MethodSection(_Section):
+    name: str = Field("lora", description="fine-tuning method (see `tunelab train --help`)")
+    lora: LoraSettings = Field(default_factory=LoraSettings, description="settings for lora")
+
+
+class TrainSection(_Section):
+    epochs: float = Field(3.0, gt=0, description="passes over the training data")
+    max_steps: int = Field(-1, description="stop after this many optimizer steps (-1: use epochs)")
+    lr: float = Field(2e-4, gt=0, description="peak learning rate")
+    batch_size: int = Field(8, ge=1, description="rows per optimizer step (before accumulation)")
+    grad_accum: int = Field(1, ge=1, description="gradient accumulation steps")
+    warmup_ratio: float = Field(0.05, ge=0, lt=1, description="share of steps spent warming up the learning rate")
+    scheduler: str = Field("cosine", description="learning-rate schedule (linear, cosine, constant, ...)")
+    weight_decay: float = Field(0.0, ge=0, description="AdamW weight decay")
+    max_grad_norm: float = Field(1.0, gt=0, description="gradient clipping norm")
+    bf16: Literal["auto", "on", "off"] = Field("auto", description="bf16 autocast: auto uses it where the CPU/GPU supports it")
+    gradient_checkpointing: bool = Field(False, description="recompute activations to save memory (slower)")
+    logging_steps: int = Field(5, ge=1, description="log train loss every N steps")
+    eval_steps: int | None = Field(None, ge=1, description="evaluate on validation every N steps (default: about 4 times a run)")
+    save_steps: int | None = Field(None, ge=1, description="checkpoint every N steps (default: with each evaluation)")
+    save_total_limit: int = Field(2, ge=1, description="checkpoints kept on disk")
+    seed: int = Field(42, description="seed for data split, initialisation and sampling")
+
+    @field_validator("bf16", mode="before")
+    @classmethod
+    def _bool_to_switch(cls, value):
+        # YAML reads a bare on/off as a boolean
+        return {True: "on", False: "off"}.get(value, value) if isinstance(value, bool) else value
+
+
+class EvalSection(_Section):
+    limit: int | None = Field(None, ge=1, description="evaluate at most this many test rows")
+    max_new_tokens: int = Field(128, ge=1, description="generation budget per answer")
+    batch_size: int = Field(16, ge=1, description="rows generated together")
+    samples: int = Field(3, ge=0, description="side-by-side samples shown in the report")
+
+
+class RunConfig(_Section):
+    name: str | None = Field(None, description="run name (default: <method>-<timestamp>)")
+    out_dir: str = Field("runs", description="folder holding run directories")
+    model: ModelSection = Field(default_factory=ModelSection)
+    data: DataSection = Field(default_factory=DataSection)
+    method: MethodSection = Field(default_factory=MethodSection)
+    train: TrainSection = Field(default_factory=TrainSection)
+    eval: EvalSection = Field(default_factory=EvalSection)
+
+    def to_yaml(self) -> str:
+        return yaml.safe_dump(self.model_dump(mode="json"), sort_keys=False)
+
+
+def parse_set(item: str) -> tuple[list[str], Any]:
+    """'train.lr=1e-4' -> (['train', 'lr'], 0.0001). Values are parsed as YAML scalars/lists."""
+    if "=" not in item:
+        raise ConfigError(f"--set {item!r}: expected key=value, e.g. train.lr=1e-4")
+    key, raw = item.split("=", 1)
+    if raw.strip().lower() in ("on", "off", "yes", "no"):
+        return key.strip().split("."), raw.strip().lower()  # keep words; pydantic reads them as bools where needed
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else ""
+    except yaml.YAMLError:
+        value = raw
+    if isinstance(value, str) and _looks_float(raw):
+        value = float(raw)  # YAML 1.1 reads '1e-4' as a string
+    return key.strip().split("."), value
+
+
+def _looks_float(raw: str) -> bool:
+    try:
+        float(raw)
+        return True
+    except ValueError:
+        return False
+
+
+def _set_path(data: dict, path: list[str], value: Any, original: str) -> None:
+    node = data
+    for part in path[:-1]:
+        nxt = node.setdefault(part, {})
+        if not isinstance(nxt, dict):
+            raise ConfigError(f"--set {original}: '{part}' is not a section")
+        node = nxt
+    node[path[-1]] = value
+
+
+def build_config(
+    file: str | Path | None = None,
+    overrides: dict[str, Any] | None = None,
+    sets: list[str] | None = None,
+) -> RunConfig:
+    """Merge a YAML file, flag overrides (dotted keys) and --set items into a RunConfig."""
+    data: dict = {}
+    if file is not None:
+        path = Path(file)
+        if not path.is_file():
+            raise ConfigError(f"{path}: config file not found")
+        try:
+            loaded = yaml.safe_load(path.read_text(encoding="utf-8"))
+        except (yaml.YAMLError, UnicodeDecodeError) as exc:
+            raise ConfigError(f"{path}: not valid YAML ({str(exc).splitlines()[0]})") from exc
+        if loaded is not None and not isinstance(loaded, dict):
+            raise ConfigError(f"{path}: expected a mapping of sections (model, data, method, train, eval)")
+        data = loaded or {}
+    for key, value in (overrides or {}).items():
+        if value is not None:
+            _set_path(data, key.split("."), value, key)
+    for item in sets or []:
+        path_parts, value = parse_set(item)
+        _set_path(data, path_parts, value, item)
+    try:
+        return RunConfig.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(_describe(exc, file)) from None
+
+
+def _describe(exc: ValidationError, file) -> str:
+    err = exc.errors()[0]
+    key = ".".join(str(p) for p in err["loc"])
+    where = f"{file}: " if file else ""
+    if err["type"] == "extra_forbidden":
+        section = _section_at(err["loc"][:-1])
+        valid = ", ".join(section.model_fields) if section else ""
+        return f"{where}unknown config key '{key}'" + (f" (valid here: {valid})" if valid else "")
+    more = f" (+{len(exc.errors()) - 1} more)" if len(exc.errors()) > 1 else ""
+    return f"{where}config key '{key}': {err['msg']}, got {err.get('input')!r}{more}"
+
+
+def _section_at(loc) -> type[BaseModel] | None:
+    model: type[BaseModel] = RunConfig
+    for part in loc:
+        field = model.model_fields.get(str(part))
+        ann = getattr(field, "annotation", None)
+        if not (isinstance(ann, type) and issubclass(ann, BaseModel)):
+            return None
+        model = ann
+    return model

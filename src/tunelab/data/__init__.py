@@ -1,0 +1,1 @@
+"""Data loading, format detection, validation and splitting."""

@@ -1,0 +1,75 @@
+"""Training-ready data: strict loading, splitting, encoding and the data card."""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from pathlib import Path
+
+from tunelab.data.split import row_key, split_indices
+from tunelab.data.tokens import Encoded, encode_chat
+from tunelab.data.validate import parse_file
+from tunelab.errors import DataError
+
+
+def load_conversations(path: str | Path) -> list[list[dict]]:
+    """Every row of ``path`` as chat messages; any invalid row is an error naming its line."""
+    parsed = parse_file(path)
+    errors = parsed.report.errors
+    if errors:
+        first = errors[0]
+        more = f" (+{len(errors) - 1} more; run `tunelab data check {path}`)" if len(errors) > 1 else ""
+        raise DataError(f"{path}:{first.line}: {first.kind}: {first.message}{more}")
+    if not parsed.messages:
+        raise DataError(f"{path}: no rows found")
+    return parsed.messages
+
+
+def split_train_val(rows: list[list[dict]], fraction: float, seed: int) -> tuple[list, list]:
+    if len(rows) < 2:
+        raise DataError(f"need at least 2 rows to hold out a validation split, got {len(rows)}")
+    train_idx, val_idx = split_indices([row_key(r) for r in rows], [fraction], seed)
+    return [rows[i] for i in train_idx], [rows[i] for i in val_idx]
+
+
+@dataclass
+class EncodedSplit:
+    rows: list[Encoded]
+    dropped: int  # rows with no target token left after truncation
+    truncated: int
+
+
+def encode_split(tokenizer, rows: list[list[dict]], max_length: int, train_on_inputs: bool) -> EncodedSplit:
+    kept, dropped, truncated = [], 0, 0
+    for messages in rows:
+        enc = encode_chat(tokenizer, messages, max_length, train_on_inputs)
+        truncated += enc.truncated
+        if enc.target_tokens == 0:
+            dropped += 1
+            continue
+        kept.append(enc)
+    return EncodedSplit(kept, dropped, truncated)
+
+
+def sha256(path: str | Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def data_card(sources: dict[str, str | None], splits: dict[str, EncodedSplit]) -> dict:
+    return {
+        "sources": {k: {"path": str(v), "sha256": sha256(v)} for k, v in sources.items() if v},
+        "splits": {
+            name: {
+                "rows": len(s.rows),
+                "dropped_no_target_tokens": s.dropped,
+                "truncated": s.truncated,
+                "tokens": sum(len(e.input_ids) for e in s.rows),
+                "target_tokens": sum(e.target_tokens for e in s.rows),
+            }
+            for name, s in splits.items()
+        },
+    }

@@ -1,0 +1,154 @@
+"""Row formats: detect them, check each row, and turn every row into chat messages.
+
+Supported training formats (one per file):
+- ``chat``:        {"messages": [{"role", "content", "weight"?, "name"?}, ...]}  (OpenAI chat fine-tuning)
+- ``instruction``: {"instruction", "input"?, "output"}                          (Alpaca style)
+- ``completion``:  {"prompt", "completion"}
+
+The error kinds follow OpenAI's fine-tuning validator where one exists, so people who know
+that tool recognise them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+FORMATS = ("chat", "instruction", "completion")
+ROLES = ("system", "user", "assistant")
+MESSAGE_KEYS = {"role", "content", "weight", "name"}
+FORMAT_KEYS = {
+    "chat": {"messages"},
+    "instruction": {"instruction", "input", "output", "system"},
+    "completion": {"prompt", "completion", "system"},
+}
+
+
+@dataclass(frozen=True)
+class Finding:
+    line: int
+    kind: str
+    message: str
+
+    def as_dict(self) -> dict:
+        return {"line": self.line, "kind": self.kind, "message": self.message}
+
+
+def detect_row(obj: object) -> str | None:
+    """The format a single row looks like, or None if it matches none."""
+    if not isinstance(obj, dict):
+        return None
+    if "messages" in obj:
+        return "chat"
+    if "instruction" in obj or "output" in obj:
+        return "instruction"
+    if "prompt" in obj or "completion" in obj:
+        return "completion"
+    return None
+
+
+def check_row(obj: dict, fmt: str, line: int) -> tuple[list[Finding], list[Finding]]:
+    """Return (errors, warnings) for one row already known to be a dict of format ``fmt``."""
+    errors: list[Finding] = []
+    warnings: list[Finding] = []
+    extra = sorted(set(obj) - FORMAT_KEYS[fmt])
+    if extra:
+        warnings.append(Finding(line, "unrecognized_key", f"ignored key(s): {', '.join(extra)}"))
+    if fmt == "chat":
+        errors.extend(_check_messages(obj.get("messages"), line))
+    elif fmt == "instruction":
+        errors.extend(_check_text_fields(obj, line, required=("instruction",), optional=("input", "system")))
+        errors.extend(_check_output(obj, "output", line))
+    else:
+        errors.extend(_check_text_fields(obj, line, required=("prompt",), optional=("system",)))
+        errors.extend(_check_output(obj, "completion", line))
+    return errors, warnings
+
+
+def _check_text_fields(obj: dict, line: int, required: tuple[str, ...], optional: tuple[str, ...]) -> list[Finding]:
+    out = []
+    for key in required:
+        if key not in obj:
+            out.append(Finding(line, "missing_field", f"missing field '{key}'"))
+        elif not isinstance(obj[key], str):
+            out.append(Finding(line, "wrong_type", f"field '{key}' must be a string, got {_type(obj[key])}"))
+        elif not obj[key].strip():
+            out.append(Finding(line, "missing_content", f"field '{key}' is empty"))
+    for key in optional:
+        if key in obj and obj[key] is not None and not isinstance(obj[key], str):
+            out.append(Finding(line, "wrong_type", f"field '{key}' must be a string, got {_type(obj[key])}"))
+    return out
+
+
+def _check_output(obj: dict, key: str, line: int) -> list[Finding]:
+    if key not in obj:
+        return [Finding(line, "missing_field", f"missing field '{key}'")]
+    if not isinstance(obj[key], str):
+        return [Finding(line, "wrong_type", f"field '{key}' must be a string, got {_type(obj[key])}")]
+    if not obj[key].strip():
+        return [Finding(line, "empty_output", f"field '{key}' is empty: nothing to learn from this row")]
+    return []
+
+
+def _check_messages(messages: object, line: int) -> list[Finding]:
+    if not isinstance(messages, list) or not messages:
+        return [Finding(line, "missing_messages_list", "'messages' must be a non-empty list of messages")]
+    out: list[Finding] = []
+    has_assistant = False
+    for i, msg in enumerate(messages):
+        where = f"messages[{i}]"
+        if not isinstance(msg, dict):
+            out.append(Finding(line, "message_missing_key", f"{where} must be an object with 'role' and 'content'"))
+            continue
+        for key in ("role", "content"):
+            if key not in msg:
+                out.append(Finding(line, "message_missing_key", f"{where} has no '{key}'"))
+        unknown = sorted(set(msg) - MESSAGE_KEYS)
+        if unknown:
+            out.append(Finding(line, "message_unrecognized_key", f"{where} has unrecognised key(s): {', '.join(unknown)}"))
+        role = msg.get("role")
+        if "role" in msg and role not in ROLES:
+            out.append(Finding(line, "unrecognized_role", f"{where}.role is {role!r}; expected one of {', '.join(ROLES)}"))
+        content = msg.get("content")
+        if "content" in msg:
+            if not isinstance(content, str):
+                out.append(Finding(line, "wrong_type", f"{where}.content must be a string, got {_type(content)}"))
+            elif not content.strip():
+                kind = "empty_output" if role == "assistant" else "missing_content"
+                out.append(Finding(line, kind, f"{where}.content is empty"))
+        if "weight" in msg and (isinstance(msg["weight"], bool) or msg["weight"] not in (0, 1)):
+            out.append(Finding(line, "invalid_weight", f"{where}.weight must be 0 or 1"))
+        if role == "assistant":
+            has_assistant = True
+    if not has_assistant:
+        out.append(Finding(line, "no_assistant_message", "no assistant message: nothing to learn from this row"))
+    return out
+
+
+def _type(value: object) -> str:
+    return {dict: "object", list: "list", str: "string", bool: "boolean", type(None): "null"}.get(
+        type(value), "number" if isinstance(value, (int, float)) else type(value).__name__
+    )
+
+
+def to_messages(obj: dict, fmt: str) -> list[dict]:
+    """Convert a valid row to chat messages; each message may carry ``weight`` (0 = no loss)."""
+    if fmt == "chat":
+        return [
+            {k: m[k] for k in ("role", "content", "weight") if k in m}
+            for m in obj["messages"]
+        ]
+    if fmt == "instruction":
+        prompt = obj["instruction"].strip()
+        if obj.get("input"):
+            prompt = f"{prompt}\n\n{obj['input'].strip()}"
+        answer = obj["output"]
+    else:
+        prompt, answer = obj["prompt"], obj["completion"]
+    msgs = [{"role": "system", "content": obj["system"]}] if obj.get("system") else []
+    return msgs + [{"role": "user", "content": prompt}, {"role": "assistant", "content": answer}]
+
+
+def prompt_and_reference(messages: list[dict]) -> tuple[list[dict], str]:
+    """Split a conversation into (messages up to the last assistant turn, that turn's text)."""
+    last = max(i for i, m in enumerate(messages) if m["role"] == "assistant")
+    return messages[:last], messages[last]["content"]

@@ -1,0 +1,92 @@
+"""Turn chat messages into token ids and labels with the model's own chat template.
+
+Loss falls on assistant turns only (unless ``train_on_inputs``); a message with
+``weight: 0`` is context, not a target. transformers can return assistant masks only for
+templates that carry ``{% generation %}`` markers, which most shipped templates lack, so we
+find each assistant turn's character span by rendering the conversation up to that turn and
+map spans to tokens through the tokenizer's offsets.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+IGNORE = -100
+
+
+@dataclass
+class Encoded:
+    input_ids: list[int]
+    labels: list[int]
+    truncated: bool
+
+    @property
+    def target_tokens(self) -> int:
+        return sum(1 for x in self.labels if x != IGNORE)
+
+
+def render(tokenizer, messages: list[dict], generation_prompt: bool = False) -> str:
+    clean = [{"role": m["role"], "content": m["content"]} for m in messages]
+    return tokenizer.apply_chat_template(clean, tokenize=False, add_generation_prompt=generation_prompt)
+
+
+def assistant_spans(tokenizer, messages: list[dict]) -> tuple[str, list[tuple[int, int]]] | None:
+    """(full text, character spans of trainable assistant turns), or None if the template
+    does not render conversations as prefixes of each other."""
+    full = render(tokenizer, messages)
+    spans = []
+    for i, msg in enumerate(messages):
+        if msg["role"] != "assistant" or msg.get("weight", 1) == 0:
+            continue
+        before = render(tokenizer, messages[:i], generation_prompt=True) if i else ""
+        upto = render(tokenizer, messages[: i + 1])
+        if not (upto.startswith(before) and full.startswith(upto)):
+            return None
+        spans.append((len(before), len(upto)))
+    return full, spans
+
+
+def encode_chat(tokenizer, messages: list[dict], max_length: int, train_on_inputs: bool = False) -> Encoded:
+    found = assistant_spans(tokenizer, messages)
+    if found is None:
+        return _encode_last_turn(tokenizer, messages, max_length, train_on_inputs)
+    full, spans = found
+    enc = tokenizer(full, add_special_tokens=False, return_offsets_mapping=True)
+    ids = enc["input_ids"]
+    if train_on_inputs:
+        labels = list(ids)
+    else:
+        labels = [
+            tok if any(s <= start < e for s, e in spans) else IGNORE
+            for tok, (start, _end) in zip(ids, enc["offset_mapping"])
+        ]
+    return _truncate(ids, labels, max_length)
+
+
+def _encode_last_turn(tokenizer, messages, max_length, train_on_inputs) -> Encoded:
+    # Fallback for templates that rewrite history: learn the last assistant turn only.
+    last = max(i for i, m in enumerate(messages) if m["role"] == "assistant")
+    prompt_ids = tokenizer(render(tokenizer, messages[:last], True), add_special_tokens=False)["input_ids"]
+    ids = tokenizer(render(tokenizer, messages[: last + 1]), add_special_tokens=False)["input_ids"]
+    labels = list(ids) if train_on_inputs else [IGNORE] * len(prompt_ids) + ids[len(prompt_ids):]
+    return _truncate(ids, labels, max_length)
+
+
+def _truncate(ids: list[int], labels: list[int], max_length: int) -> Encoded:
+    if len(ids) <= max_length:
+        return Encoded(ids, labels, False)
+    return Encoded(ids[:max_length], labels[:max_length], True)
+
+
+def encode_prompt(tokenizer, messages: list[dict]) -> list[int]:
+    """Token ids of a conversation ready for the model's next (assistant) turn."""
+    return tokenizer(render(tokenizer, messages, generation_prompt=True), add_special_tokens=False)["input_ids"]
+
+
+def count_tokens(tokenizer, conversations: list[list[dict]], batch: int = 512) -> list[int]:
+    """Length in tokens of each rendered conversation (what training sees)."""
+    out: list[int] = []
+    for start in range(0, len(conversations), batch):
+        texts = [render(tokenizer, m) for m in conversations[start:start + batch]]
+        out.extend(len(x) for x in tokenizer(texts, add_special_tokens=False)["input_ids"])
+    return out

@@ -1,0 +1,107 @@
+"""Validate a training file and summarise it: the Report behind ``tunelab data check``."""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from tunelab.data.formats import Finding, check_row, detect_row, to_messages
+from tunelab.data.load import BadLine, iter_lines
+
+
+@dataclass
+class Report:
+    path: str
+    rows: int = 0
+    format: str | None = None
+    errors: list[Finding] = field(default_factory=list)
+    warnings: list[Finding] = field(default_factory=list)
+    tokens: dict | None = None  # total, mean, p95, max (rendered with the model's chat template)
+    over_length: int | None = None  # rows longer than max_length tokens
+    max_length: int | None = None
+    guidance: dict | None = None  # data-size guidance for the chosen model
+
+    @property
+    def ok(self) -> bool:
+        return not self.errors
+
+    def error_counts(self) -> Counter:
+        return Counter(f.kind for f in self.errors)
+
+    def as_dict(self) -> dict:
+        return {
+            "path": self.path,
+            "rows": self.rows,
+            "format": self.format,
+            "errors": [f.as_dict() for f in self.errors],
+            "warnings": [f.as_dict() for f in self.warnings],
+            "tokens": self.tokens,
+            "max_length": self.max_length,
+            "over_length": self.over_length,
+            "guidance": self.guidance,
+        }
+
+
+@dataclass
+class Parsed:
+    """The valid rows of a file as chat messages, with their line numbers."""
+
+    format: str | None
+    lines: list[int]
+    messages: list[list[dict]]
+    report: Report
+
+
+def parse_file(path: str | Path) -> Parsed:
+    """Read, detect and check every row; keep valid rows as messages.
+
+    The file's format is the first valid-looking row's format; a row of another format is
+    a ``mixed_format`` error (one file, one format).
+    """
+    report = Report(path=str(path))
+    lines: list[int] = []
+    messages: list[list[dict]] = []
+    for item in iter_lines(path):
+        if isinstance(item, BadLine):
+            report.errors.append(Finding(item.line, item.kind, item.message))
+            continue
+        report.rows += 1
+        obj = item.obj
+        if not isinstance(obj, dict):
+            report.errors.append(Finding(item.line, "not_object", "each line must be a JSON object"))
+            continue
+        fmt = detect_row(obj)
+        if fmt is None:
+            report.errors.append(
+                Finding(item.line, "unknown_format", f"keys {sorted(obj)} match no format "
+                        "(expected messages | instruction+output | prompt+completion)")
+            )
+            continue
+        if report.format is None:
+            report.format = fmt
+        elif fmt != report.format:
+            report.errors.append(
+                Finding(item.line, "mixed_format", f"row is {fmt} but the file is {report.format}; use one format per file")
+            )
+            continue
+        errs, warns = check_row(obj, fmt, item.line)
+        report.errors.extend(errs)
+        report.warnings.extend(warns)
+        if not errs:
+            lines.append(item.line)
+            messages.append(to_messages(obj, fmt))
+    return Parsed(report.format, lines, messages, report)
+
+
+def token_stats(lengths: list[int]) -> dict:
+    if not lengths:
+        return {"total": 0, "mean": 0.0, "p95": 0, "max": 0}
+    ordered = sorted(lengths)
+    p95 = ordered[min(len(ordered) - 1, int(round(0.95 * (len(ordered) - 1))))]
+    return {
+        "total": sum(ordered),
+        "mean": round(sum(ordered) / len(ordered), 1),
+        "p95": p95,
+        "max": ordered[-1],
+    }

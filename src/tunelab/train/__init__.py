@@ -1,0 +1,1 @@
+"""Training stages: one module each with a ``run(...)``; callbacks shared by all."""
