@@ -265,7 +265,7 @@ def demo(out: str | Path = "runs/demo", *, sets: list[str] | None = None, events
 
 # The demo's recipe: LoRA defaults, a short run sized to finish in minutes on a 2-core CPU.
 DEMO_SETTINGS = {
-    "train.epochs": 1.0,
+    "train.max_steps": 40,
     "train.batch_size": 4,
     "train.lr": 4e-4,
     "eval.max_new_tokens": 64,

@@ -9,7 +9,7 @@ import typer
 from tunelab import api
 from tunelab.cli.app import app
 from tunelab.cli.evaluate import render_comparison
-from tunelab.cli.render import EvalProgress, TrainProgress, console
+from tunelab.cli.render import ProgressView, console
 
 
 @app.command("demo")
@@ -21,16 +21,8 @@ def demo_cmd(
     console.print("[bold]tunelab demo[/bold]: teach SmolLM2-135M to turn meeting notes into calendar entries "
                   f"(LoRA, CPU). Held-out test rows: {api.DEMO_TEST_ROWS}.")
 
-    class Both:
-        def __init__(self) -> None:
-            self.train, self.eval = TrainProgress(), EvalProgress()
-
-        def __call__(self, event: dict) -> None:
-            (self.eval if event["event"] in ("eval_side", "generated") else self.train)(event)
-
-    sink = Both()
-    with sink.train, sink.eval:
-        result = api.demo(out, sets=sets, events=sink)
+    with ProgressView() as progress:
+        result = api.demo(out, sets=sets, events=progress)
     s = result["summary"]
     console.print(f"trained {s['steps']} steps in {s['train_seconds']} s; validation loss {s['eval_loss']}")
     render_comparison(result["eval"])

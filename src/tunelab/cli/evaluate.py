@@ -9,7 +9,7 @@ from rich.table import Table
 
 from tunelab import api
 from tunelab.cli.app import app
-from tunelab.cli.render import EvalProgress, console, print_json
+from tunelab.cli.render import ProgressView, console, print_json
 from tunelab.evaluate.report import METRICS
 
 
@@ -24,7 +24,7 @@ def eval_cmd(
 
     Writes eval.json and report.md into the run directory.
     """
-    with EvalProgress() as progress:
+    with ProgressView() as progress:
         result = api.evaluate(run_dir, data, limit=limit, events=progress)
     if as_json:
         print_json({"n": result["n"], "base": result["base"], "tuned": result["tuned"]})

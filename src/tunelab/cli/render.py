@@ -15,18 +15,21 @@ def print_json(obj) -> None:
     print(json.dumps(obj, indent=2, ensure_ascii=False))
 
 
-class TrainProgress:
-    """Renders training events as one progress bar with loss, validation loss and ETA."""
+class ProgressView:
+    """Renders training and evaluation events in one live display (rich allows only one).
+
+    Training: one bar with step count, loss, validation loss and ETA. Eval: one bar per side.
+    """
 
     def __init__(self, con: Console = err_console) -> None:
         self.progress = Progress(
             TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
-            TextColumn("loss {task.fields[loss]}  val {task.fields[val]}"),
-            TimeElapsedColumn(), TextColumn("eta"), TimeRemainingColumn(),
-            console=con, transient=False,
+            TextColumn("{task.fields[info]}"), TimeElapsedColumn(), TextColumn("eta"), TimeRemainingColumn(),
+            console=con,
         )
-        self.task = None
         self.console = con
+        self.train_task = None
+        self.eval_tasks: dict[str, int] = {}
 
     def __enter__(self):
         self.progress.start()
@@ -38,38 +41,22 @@ class TrainProgress:
     def __call__(self, event: dict) -> None:
         kind = event["event"]
         if kind == "trainable":
-            self.console.print(
+            self.progress.console.print(
                 f"trainable parameters: {event['trainable']:,} of {event['total']:,} ({event['percent']:.2f}%)")
         elif kind == "start":
-            self.task = self.progress.add_task("train", total=event["total_steps"], completed=event["step"],
-                                               loss="-", val="-")
-        elif kind == "step" and self.task is not None:
-            self.progress.update(self.task, completed=event["step"], loss=_fmt(event["loss"]),
-                                 val=_fmt(event["eval_loss"]))
-        elif kind == "eval" and self.task is not None:
-            self.progress.update(self.task, val=_fmt(event["eval_loss"]))
-
-
-class EvalProgress:
-    """Renders eval events: one bar per side (base, tuned)."""
-
-    def __init__(self, con: Console = err_console) -> None:
-        self.progress = Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
-                                 TimeElapsedColumn(), console=con)
-        self.tasks: dict[str, int] = {}
-
-    def __enter__(self):
-        self.progress.start()
-        return self
-
-    def __exit__(self, *exc):
-        self.progress.stop()
-
-    def __call__(self, event: dict) -> None:
-        if event["event"] == "eval_side":
-            self.tasks[event["side"]] = self.progress.add_task(f"generate ({event['side']})", total=event["total"])
-        elif event["event"] == "generated":
-            self.progress.advance(self.tasks[event["side"]], event["n"])
+            self.train_task = self.progress.add_task("train", total=event["total_steps"], completed=event["step"],
+                                                     info="loss -  val -")
+        elif kind in ("step", "eval") and self.train_task is not None:
+            task = self.progress.tasks[self.train_task]
+            loss = event.get("loss", task.fields.get("loss"))
+            val = event.get("eval_loss", task.fields.get("val"))
+            self.progress.update(self.train_task, completed=event["step"], loss=loss, val=val,
+                                 info=f"loss {_fmt(loss)}  val {_fmt(val)}")
+        elif kind == "eval_side":
+            self.eval_tasks[event["side"]] = self.progress.add_task(
+                f"generate ({event['side']})", total=event["total"], info="")
+        elif kind == "generated":
+            self.progress.advance(self.eval_tasks[event["side"]], event["n"])
 
 
 def _fmt(x) -> str:

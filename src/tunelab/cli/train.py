@@ -8,7 +8,7 @@ import typer
 
 from tunelab import api
 from tunelab.cli.app import app
-from tunelab.cli.render import TrainProgress, console
+from tunelab.cli.render import ProgressView, console
 from tunelab.config import build_config
 from tunelab.methods import METHODS
 
@@ -36,7 +36,7 @@ def train_cmd(
         "train.epochs": epochs, "train.max_steps": max_steps, "train.lr": lr, "train.batch_size": batch_size,
         "data.max_length": max_length, "train.seed": seed,
     }, sets=sets)
-    with TrainProgress() as progress:
+    with ProgressView() as progress:
         run = api.train(cfg, out=out, resume=resume, events=progress)
     s = run.summary()
     console.print(
