@@ -100,15 +100,15 @@ def train(cfg: RunConfig, *, out: str | Path | None = None, resume: str | Path |
         atomic_write_json(run.data / "data_card.json", dataset.data_card(
             {"train": cfg.data.train, "val": cfg.data.val}, {"train": enc_train, "val": enc_val}))
 
-    model = load_model(ref, cfg.model.dtype, cfg.model.trust_remote_code)
-    settings = getattr(cfg.method, method.settings_attr) if method.settings_attr else None
+    settings = method.settings(cfg.method)
+    model = load_model(ref, cfg.model.dtype, cfg.model.trust_remote_code, **method.load_kwargs(settings))
     model = method.apply(model, settings)
     trainable = methods.trainable_summary(model)
     events({"event": "trainable", **trainable})
 
     summary = sft.run(model, tokenizer, enc_train.rows, enc_val.rows, cfg, run,
                       resume_from=checkpoint, events=events)
-    _save_weights(model, tokenizer, run.adapter if method.saves_adapter else run.model)
+    _save_weights(method, model, tokenizer, run.model if method.saves == "model" else run.adapter)
     atomic_write_json(run.summary_file, {
         "model": ref.name, "method": method.name, "trainable": trainable,
         "train_rows": len(enc_train.rows), "val_rows": len(enc_val.rows), **summary,
@@ -116,11 +116,11 @@ def train(cfg: RunConfig, *, out: str | Path | None = None, resume: str | Path |
     return run
 
 
-def _save_weights(model, tokenizer, target: Path) -> None:
+def _save_weights(method, model, tokenizer, target: Path) -> None:
     """Save into a temp folder beside ``target``, then swap it in: never a half-written adapter."""
     tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
     try:
-        model.save_pretrained(tmp)
+        methods.save(method, model, tmp)
         tokenizer.save_pretrained(tmp)
         if target.exists():
             shutil.rmtree(target)
@@ -142,8 +142,12 @@ class Loaded:
     is_adapter: bool
 
 
-def load(target: str | Path, dtype: str = "float32") -> Loaded:
-    """Load a run directory (base + trained weights) or a base model name/id/folder."""
+def load(target: str | Path, dtype: str = "float32", *, dequantize: bool = False) -> Loaded:
+    """Load a run directory (base + trained weights) or a base model name/id/folder.
+
+    A QLoRA run loads its base in 4-bit as trained, or, with ``dequantize``, as the fp32
+    weights those 4-bit values stand for (what a merged export needs).
+    """
     p = Path(target)
     if p.is_dir() and (p / "config.yaml").is_file():
         run = open_run(p)
@@ -152,16 +156,24 @@ def load(target: str | Path, dtype: str = "float32") -> Loaded:
         weights = run.weights()
         tokenizer = load_tokenizer(ref, cfg.model.trust_remote_code)
         if weights == run.adapter:
-            from peft import PeftModel
-
-            base = load_model(ref, dtype, cfg.model.trust_remote_code)
-            return Loaded(PeftModel.from_pretrained(base, str(weights)), tokenizer, ref, run, True)
+            method = methods.get(cfg.method.name)
+            base = load_model(ref, dtype, cfg.model.trust_remote_code,
+                              **method.load_kwargs(method.settings(cfg.method)))
+            if dequantize and getattr(base, "is_quantized", False):
+                base = base.dequantize(dtype=_torch_dtype(dtype))
+            return Loaded(methods.attach(base, weights), tokenizer, ref, run, True)
         tuned_ref = ModelRef(ref.name, str(weights), ref.params_b, True)
         return Loaded(load_model(tuned_ref, dtype), tokenizer, ref, run, False)
     if p.is_dir() and not (p / "config.json").is_file():
         raise RunError(f"{p}: not a run directory or model folder (no config.yaml or config.json)")
     ref = resolve(str(target))
     return Loaded(load_model(ref, dtype), load_tokenizer(ref), ref, None, False)
+
+
+def _torch_dtype(name: str):
+    import torch
+
+    return getattr(torch, name)
 
 
 def reply(loaded: Loaded, messages: list[dict], *, max_new_tokens: int = 256,
@@ -200,7 +212,7 @@ def evaluate(target: str | Path, data: str | Path, *, limit: int | None = None,
 
     def side(name: str) -> dict:
         model = loaded.model if name == "tuned" or base_model is None else base_model
-        ctx = loaded.model.disable_adapter() if (name == "base" and loaded.is_adapter) else nullcontext()
+        ctx = methods.base_only(loaded.model) if (name == "base" and loaded.is_adapter) else nullcontext()
         events({"event": "eval_side", "side": name, "total": len(rows)})
         with ctx:
             loss = metrics.reference_loss(model, encoded, batch_size=cfg.eval.batch_size)
@@ -270,3 +282,39 @@ DEMO_SETTINGS = {
     "train.lr": 4e-4,
     "eval.max_new_tokens": 64,
 }
+
+
+# ---------------------------------------------------------------- export
+
+def export(target: str | Path, out: str | Path, *, merge: bool = False, force: bool = False) -> dict:
+    """Copy a run's trained weights to ``out``, or (``merge``) write one merged model folder
+    (safetensors + tokenizer) that loads with plain transformers."""
+    run = open_run(target)
+    cfg = run.config()
+    method = methods.get(cfg.method.name)
+    out = Path(out)
+    if out.exists() and any(out.iterdir()) and not force:
+        raise RunError(f"{out}: already exists and is not empty; choose another --out or pass --force")
+    if merge and not method.can_merge:
+        raise ConfigError(f"method '{method.name}' cannot be merged into the base weights "
+                          "(it adds tokens or layers rather than changing weights); export without --merge "
+                          "to get the adapter, which loads on the base with tunelab or peft")
+    weights = run.weights()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    try:
+        if not merge or method.saves == "model":
+            shutil.copytree(weights, tmp, dirs_exist_ok=True)
+            kind = "model" if method.saves == "model" else "adapter"
+        else:
+            loaded = load(run.path, dequantize=True)
+            merged = loaded.model.merge_and_unload()
+            merged.save_pretrained(tmp)
+            loaded.tokenizer.save_pretrained(tmp)
+            kind = "merged model"
+        if out.exists():
+            shutil.rmtree(out)
+        tmp.rename(out)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return {"run": str(run.path), "out": str(out), "method": method.name, "kind": kind}

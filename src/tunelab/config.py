@@ -14,7 +14,13 @@ import yaml
 from pydantic import BaseModel, Field, ValidationError, field_validator
 
 from tunelab.errors import ConfigError
+from tunelab.methods.adapter import AdapterSettings
+from tunelab.methods.dora import DoraSettings
+from tunelab.methods.ia3 import Ia3Settings
 from tunelab.methods.lora import LoraSettings
+from tunelab.methods.prefix import PrefixSettings
+from tunelab.methods.prompt import PromptSettings
+from tunelab.methods.qlora import QloraSettings
 from tunelab.models.catalog import DEFAULT_MODEL
 
 
@@ -38,6 +44,12 @@ class DataSection(_Section):
 class MethodSection(_Section):
     name: str = Field("lora", description="fine-tuning method (see `tunelab train --help`)")
     lora: LoraSettings = Field(default_factory=LoraSettings, description="settings for lora")
+    dora: DoraSettings = Field(default_factory=DoraSettings, description="settings for dora")
+    qlora: QloraSettings = Field(default_factory=QloraSettings, description="settings for qlora")
+    prefix: PrefixSettings = Field(default_factory=PrefixSettings, description="settings for prefix")
+    prompt: PromptSettings = Field(default_factory=PromptSettings, description="settings for prompt")
+    adapter: AdapterSettings = Field(default_factory=AdapterSettings, description="settings for adapter")
+    ia3: Ia3Settings = Field(default_factory=Ia3Settings, description="settings for ia3")
 
 
 class TrainSection(_Section):

@@ -39,4 +39,4 @@ def quiet_libraries() -> None:
 
 
 # Command modules register themselves on `app` / `data_app` when imported.
-from tunelab.cli import chat, data, demo, evaluate, models, train  # noqa: E402,F401
+from tunelab.cli import chat, data, demo, evaluate, export, models, train  # noqa: E402,F401

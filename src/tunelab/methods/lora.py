@@ -1,7 +1,7 @@
 """LoRA: train low-rank updates B·A beside frozen linear weights (PEFT's LoraConfig).
 
-Defaults (rank 8, alpha 16, all linear layers but the LM head) train about 1.8% of the
-bundled model's parameters and learn a narrow task in a few hundred steps on CPU.
+Defaults (rank 8, alpha 16, all linear layers but the LM head) train 1.78% of the bundled
+model's parameters and learn a narrow task in a few dozen steps on CPU.
 """
 
 from __future__ import annotations

@@ -55,8 +55,8 @@ CATALOG: dict[str, CatalogEntry] = {
 # stable effect for a narrow task. Seed table; tune it with measured results.
 GUIDANCE = [
     # (upper bound in billions of parameters, minimum examples, typical upper end, class label)
-    (7.99, 100, 500, "small (≤7B)"),
-    (99.0, 500, 5000, "medium (13–70B)"),
+    (10.0, 100, 500, "small (≤7B)"),  # 7–8B models are the "7B class"
+    (100.0, 500, 5000, "medium (13–70B)"),
     (float("inf"), 1000, None, "large (175B+)"),
 ]
 
