@@ -27,7 +27,7 @@ from tunelab.io import atomic_write_json, atomic_write_text
 from tunelab.models import catalog
 from tunelab.models.load import ModelRef, load_model, load_tokenizer, resolve
 from tunelab.rundir import RunDir, open_run
-from tunelab.train.callbacks import EventSink, no_events
+from tunelab.events import EventSink, no_events
 
 
 # ---------------------------------------------------------------- data
@@ -72,7 +72,7 @@ def train(cfg: RunConfig, *, out: str | Path | None = None, resume: str | Path |
     else:
         if not cfg.data.train:
             raise ConfigError("no training data: pass --data FILE.jsonl (or data.train in the config)")
-        method = methods.get(cfg.method.name)
+        methods.get(cfg.method.name)  # an unknown method fails before any data is read
         train_rows = dataset.load_conversations(cfg.data.train)
         if cfg.data.val:
             val_rows = dataset.load_conversations(cfg.data.val)
@@ -83,6 +83,8 @@ def train(cfg: RunConfig, *, out: str | Path | None = None, resume: str | Path |
             raise RunError(f"{run.path}: already exists and is not empty; choose another --out or --resume it")
         cfg = cfg.model_copy(update={"name": run.name})
     method = methods.get(cfg.method.name)
+    settings = method.settings(cfg.method)
+    load_kwargs = method.load_kwargs(settings)  # fails early (e.g. no 4-bit support) before writing anything
 
     ref = resolve(cfg.model.name)
     tokenizer = load_tokenizer(ref, cfg.model.trust_remote_code)
@@ -100,8 +102,7 @@ def train(cfg: RunConfig, *, out: str | Path | None = None, resume: str | Path |
         atomic_write_json(run.data / "data_card.json", dataset.data_card(
             {"train": cfg.data.train, "val": cfg.data.val}, {"train": enc_train, "val": enc_val}))
 
-    settings = method.settings(cfg.method)
-    model = load_model(ref, cfg.model.dtype, cfg.model.trust_remote_code, **method.load_kwargs(settings))
+    model = load_model(ref, cfg.model.dtype, cfg.model.trust_remote_code, **load_kwargs)
     model = method.apply(model, settings)
     trainable = methods.trainable_summary(model)
     events({"event": "trainable", **trainable})

@@ -6,11 +6,12 @@ import sys
 
 
 def main() -> None:
+    from tunelab.cli.quiet import quiet_libraries
+
+    quiet_libraries()  # before the libraries are imported: some warn at import time
+    from tunelab.cli.app import app
     from tunelab.errors import TunelabError
 
-    from tunelab.cli.app import app, quiet_libraries
-
-    quiet_libraries()
     try:
         app()
     except TunelabError as exc:

@@ -3,8 +3,6 @@
 
 from __future__ import annotations
 
-from peft import get_peft_model
-
 from tunelab.methods.lora import LoraSettings, peft_config
 
 
@@ -13,4 +11,6 @@ class DoraSettings(LoraSettings):
 
 
 def apply(model, settings: DoraSettings):
+    from peft import get_peft_model
+
     return get_peft_model(model, peft_config(settings, use_dora=True))

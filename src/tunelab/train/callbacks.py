@@ -1,23 +1,13 @@
-"""Trainer callbacks: metrics.jsonl and progress events.
-
-Training never talks to a terminal: it emits plain dict events to a sink function. The CLI
-renders them as a progress bar; a job worker could store them instead.
-"""
+"""Trainer callbacks: metrics.jsonl and progress events (see tunelab.events)."""
 
 from __future__ import annotations
 
 import time
-from typing import Callable
 
 from transformers import TrainerCallback
 
+from tunelab.events import EventSink
 from tunelab.io import append_jsonl
-
-EventSink = Callable[[dict], None]
-
-
-def no_events(_event: dict) -> None:
-    return None
 
 
 class MetricsCallback(TrainerCallback):

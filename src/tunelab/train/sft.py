@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from tunelab.config import RunConfig
 from tunelab.data.tokens import Encoded
 from tunelab.rundir import RunDir
-from tunelab.train.callbacks import EventCallback, EventSink, MetricsCallback, no_events
+from tunelab.events import EventSink, no_events
 from tunelab.train.device import use_bf16
 
 
@@ -51,6 +51,8 @@ def run(
 ) -> dict:
     """Train ``model`` in place; return a summary (steps, losses, time, throughput)."""
     from trl import SFTConfig, SFTTrainer
+
+    from tunelab.train.callbacks import EventCallback, MetricsCallback
 
     t = cfg.train
     plan = schedule(cfg, len(train_rows))
