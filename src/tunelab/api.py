@@ -32,21 +32,74 @@ from tunelab.events import EventSink, no_events
 
 # ---------------------------------------------------------------- data
 
-def check_data(path: str | Path, model: str = catalog.DEFAULT_MODEL, max_length: int | None = None) -> Report:
-    """Validate a training file and measure it with ``model``'s tokenizer and chat template."""
+def check_data(path: str | Path, model: str = catalog.DEFAULT_MODEL, max_length: int | None = None, *,
+               against: str | Path | None = None, near: float | None = 0.8,
+               plots: str | Path | None = None) -> Report:
+    """Validate a dataset and diagnose it: format errors, duplicates, conflicts, outliers,
+    personal data, token lengths with ``model``'s chat template, leakage into ``against``."""
+    from tunelab.data import doctor
+
     parsed = parse_file(path)
     report = parsed.report
     ref = resolve(model)
-    if parsed.messages:
-        lengths = count_tokens(load_tokenizer(ref), parsed.messages)
+    rows, lines = parsed.messages, parsed.lines
+    lengths: list[int] = []
+    if rows:
+        lengths = count_tokens(load_tokenizer(ref), rows)
         report.tokens = token_stats(lengths)
         if max_length:
             report.max_length = max_length
             report.over_length = sum(n > max_length for n in lengths)
+            report.findings += doctor.over_length(lengths, lines, max_length)
+    report.findings += doctor.duplicates(rows, lines, near)
+    if not parsed.is_preference:
+        report.findings += doctor.conflicts(rows, lines)
+    report.findings += doctor.outliers(rows, lines)
+    report.findings += doctor.personal_data(rows, lines)
+    if against is not None:
+        other = parse_file(against)
+        report.findings += doctor.leakage(rows, lines, other.messages)
+    if plots is not None and lengths:
+        from tunelab.data.plots import length_histogram
+
+        report.plots.append(str(length_histogram(lengths, Path(plots) / "lengths.png", title=Path(path).name)))
     params = ref.params_b
     report.guidance = {**catalog.guidance(params), "model": ref.name,
-                       "verdict": catalog.verdict(len(parsed.messages), params)}
+                       "verdict": catalog.verdict(len(rows), params)}
     return report
+
+
+def prepare_data(path: str | Path, out: str | Path, *, val: float = 0.1, test: float = 0.1, seed: int = 42,
+                 near: float | None = None, redact_pii: bool = False, blend: str | None = None,
+                 to: str | None = None, model: str | None = catalog.DEFAULT_MODEL, force: bool = False) -> dict:
+    """Clean, dedup, redact, split (and blend) a dataset into ``out``; returns the data card."""
+    from tunelab.data import prepare
+
+    if to not in (None, "chat", "instruction", "completion"):
+        raise ConfigError(f"--to {to!r}: expected chat, instruction or completion")
+    opts = prepare.Options(val=val, test=test, seed=seed, near=near, redact_pii=redact_pii,
+                           blend=prepare.parse_blend(blend) if blend else None, to=to)
+    counter = None
+    if model:
+        tokenizer = load_tokenizer(resolve(model))
+        counter = lambda rows: count_tokens(tokenizer, rows)  # noqa: E731
+    return prepare.prepare(path, out, opts, force=force, count_tokens=counter)
+
+
+def estimate(data: str | Path, *, model: str = catalog.DEFAULT_MODEL, method: str = "lora",
+             epochs: float = 3.0) -> dict:
+    """Training tokens, API price and self-hosted FLOPs/time/memory for fine-tuning on ``data``."""
+    from tunelab import cost
+    from tunelab.models.load import model_params
+
+    methods.get(method)
+    if epochs <= 0:
+        raise ConfigError(f"--epochs must be positive, got {epochs}")
+    conversations = dataset.load_conversations(data)
+    ref = resolve(model)
+    tokens = sum(count_tokens(load_tokenizer(ref), conversations))
+    result = cost.estimate(tokens, epochs, model_params(ref), method)
+    return {"data": str(data), "rows": len(conversations), "model": ref.name, **result}
 
 
 # ---------------------------------------------------------------- train

@@ -21,13 +21,19 @@ def check_cmd(
     file: Path = typer.Argument(..., help="JSONL file to check"),
     model: str = typer.Option(DEFAULT_MODEL, "--model", "-m", help="model whose tokenizer and guidance apply"),
     max_length: int = typer.Option(None, "--max-length", help="count rows longer than this many tokens"),
+    against: Path = typer.Option(None, "--against", help="another file (e.g. the test set): report rows in both"),
+    near: float = typer.Option(0.8, "--near", min=0.0, max=1.0,
+                               help="similarity (word 3-gram Jaccard) for near-duplicates; 0 turns it off"),
+    plots: Path = typer.Option(None, "--plots", help="write a token-length histogram PNG into this folder"),
     as_json: bool = typer.Option(False, "--json", help="print one JSON object"),
 ) -> None:
-    """Validate FILE (format, every error with its line) and show token lengths and data-size guidance.
+    """Diagnose FILE: format errors with their lines, duplicates and near-duplicates, conflicting
+    answers, outliers, personal data, train/test leakage, token lengths and data-size guidance.
 
-    Exits 1 when the file has errors, 0 when it is clean.
+    Exits 1 when the file has format errors, 0 otherwise (findings are advice, not errors).
     """
-    report = api.check_data(file, model=model, max_length=max_length)
+    report = api.check_data(file, model=model, max_length=max_length, against=against, near=near or None,
+                            plots=plots)
     if as_json:
         print_json(report.as_dict())
     else:
@@ -51,6 +57,16 @@ def _render(report) -> None:
             lines = ", ".join(str(f.line) for f in items[:FIRST_LINES]) + (" …" if len(items) > FIRST_LINES else "")
             table.add_row(kind, str(len(items)), lines, items[0].message)
         console.print(table)
+    if report.findings:
+        table = Table(title=f"findings: {len(report.findings)}", title_style="yellow", title_justify="left")
+        for col in ("kind", "rows", "lines", "what", "fix"):
+            table.add_column(col, overflow="fold")
+        for f in report.findings:
+            lines = ", ".join(map(str, f.lines[:8])) + (" …" if len(f.lines) > 8 else "")
+            table.add_row(f.kind, str(len(f.lines)), lines, f.message, f.fix)
+        console.print(table)
+    else:
+        console.print("findings: none (no duplicates, conflicts, outliers, personal data or leakage)")
     if report.tokens:
         t = report.tokens
         console.print(f"tokens ({report.guidance['model']} chat template): total {t['total']:,}, "
@@ -59,3 +75,41 @@ def _render(report) -> None:
         console.print(f"rows over --max-length {report.max_length}: {report.over_length}")
     if report.guidance:
         console.print(f"guidance: {report.guidance['text']}; {report.guidance['verdict']}")
+    for plot in report.plots:
+        console.print(f"plot: {plot}")
+
+
+@data_app.command("prepare")
+def prepare_cmd(
+    file: Path = typer.Argument(..., help="JSONL file to prepare (never modified)"),
+    out: Path = typer.Option(..., "--out", help="folder for train/val/test.jsonl and the data card"),
+    val: float = typer.Option(0.1, "--val", help="share of rows for validation"),
+    test: float = typer.Option(0.1, "--test", help="share of rows for test"),
+    seed: int = typer.Option(42, "--seed", help="seed of the split and the blend sample"),
+    near: float = typer.Option(None, "--near", help="also drop near-duplicates at this similarity (e.g. 0.8)"),
+    redact_pii: bool = typer.Option(False, "--redact-pii", help="replace personal data with <EMAIL>, <PHONE>, ..."),
+    blend: str = typer.Option(None, "--blend", help="GENERAL.jsonl:RATIO: make RATIO of train general data"),
+    to: str = typer.Option(None, "--to", help="write as chat | instruction | completion (default: as read)"),
+    model: str = typer.Option(DEFAULT_MODEL, "--model", "-m", help="tokenizer used for token totals"),
+    force: bool = typer.Option(False, "--force", help="replace a non-empty --out"),
+    as_json: bool = typer.Option(False, "--json", help="print the data card as JSON"),
+) -> None:
+    """Normalise, drop invalid rows, dedup, redact, split and blend FILE into --out, with a data card
+    (data_card.json / .md) that accounts for every input row."""
+    card = api.prepare_data(file, out, val=val, test=test, seed=seed, near=near, redact_pii=redact_pii,
+                            blend=blend, to=to, model=model, force=force)
+    if as_json:
+        print_json(card)
+        return
+    table = Table(title=f"{file} → {out}", title_justify="left")
+    table.add_column("step")
+    table.add_column("result", overflow="fold")
+    for s in card["steps"]:
+        table.add_row(s["step"], ", ".join(f"{k}={v}" for k, v in s.items() if k != "step"))
+    console.print(table)
+    for name, s in card["splits"].items():
+        extra = f" ({s['blended']} from general data)" if s["blended"] else ""
+        tokens = f", {s['tokens']:,} tokens" if "tokens" in s else ""
+        console.print(f"{name}: {s['rows']} rows{extra}{tokens}")
+    if card["dropped"]:
+        console.print(f"dropped {len(card['dropped'])} rows (lines and reasons in {out / 'data_card.md'})")

@@ -22,6 +22,9 @@ def load_conversations(path: str | Path) -> list[list[dict]]:
         raise DataError(f"{path}:{first.line}: {first.kind}: {first.message}{more}")
     if not parsed.messages:
         raise DataError(f"{path}: no rows found")
+    if parsed.is_preference:
+        raise DataError(f"{path}: holds preference pairs ({parsed.format}); supervised fine-tuning needs "
+                        "chat, instruction or completion rows")
     return parsed.messages
 
 

@@ -5,6 +5,11 @@ Supported training formats (one per file):
 - ``instruction``: {"instruction", "input"?, "output"}                          (Alpaca style)
 - ``completion``:  {"prompt", "completion"}
 
+Preference formats (for reward models and DPO), also one per file:
+- ``preference``:        {"prompt": str | messages, "chosen": str, "rejected": str}
+- ``preference_openai``: {"input": {"messages": [...]}, "preferred_output": [assistant message],
+                          "non_preferred_output": [assistant message]}   (OpenAI DPO fine-tuning)
+
 The error kinds follow OpenAI's fine-tuning validator where one exists, so people who know
 that tool recognise them.
 """
@@ -13,13 +18,16 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-FORMATS = ("chat", "instruction", "completion")
+FORMATS = ("chat", "instruction", "completion", "preference", "preference_openai")
+PREFERENCE_FORMATS = ("preference", "preference_openai")
 ROLES = ("system", "user", "assistant")
 MESSAGE_KEYS = {"role", "content", "weight", "name"}
 FORMAT_KEYS = {
     "chat": {"messages"},
     "instruction": {"instruction", "input", "output", "system"},
     "completion": {"prompt", "completion", "system"},
+    "preference": {"prompt", "chosen", "rejected", "system"},
+    "preference_openai": {"input", "preferred_output", "non_preferred_output"},
 }
 
 
@@ -37,6 +45,10 @@ def detect_row(obj: object) -> str | None:
     """The format a single row looks like, or None if it matches none."""
     if not isinstance(obj, dict):
         return None
+    if "preferred_output" in obj or "non_preferred_output" in obj:
+        return "preference_openai"
+    if "chosen" in obj or "rejected" in obj:
+        return "preference"
     if "messages" in obj:
         return "chat"
     if "instruction" in obj or "output" in obj:
@@ -58,6 +70,8 @@ def check_row(obj: dict, fmt: str, line: int) -> tuple[list[Finding], list[Findi
     elif fmt == "instruction":
         errors.extend(_check_text_fields(obj, line, required=("instruction",), optional=("input", "system")))
         errors.extend(_check_output(obj, "output", line))
+    elif fmt in PREFERENCE_FORMATS:
+        errors.extend(_check_preference(obj, fmt, line))
     else:
         errors.extend(_check_text_fields(obj, line, required=("prompt",), optional=("system",)))
         errors.extend(_check_output(obj, "completion", line))
@@ -122,6 +136,63 @@ def _check_messages(messages: object, line: int) -> list[Finding]:
     if not has_assistant:
         out.append(Finding(line, "no_assistant_message", "no assistant message: nothing to learn from this row"))
     return out
+
+
+def _check_preference(obj: dict, fmt: str, line: int) -> list[Finding]:
+    out: list[Finding] = []
+    if fmt == "preference":
+        prompt = obj.get("prompt")
+        if prompt is None or (isinstance(prompt, str) and not prompt.strip()) or prompt == []:
+            out.append(Finding(line, "missing_prompt", "no prompt: a preference pair needs the question both answers reply to"))
+        elif isinstance(prompt, list):
+            out.extend(f for f in _check_messages(prompt + [{"role": "assistant", "content": "-"}], line)
+                       if f.kind != "no_assistant_message")
+        elif not isinstance(prompt, str):
+            out.append(Finding(line, "wrong_type", f"field 'prompt' must be a string or a messages list, got {_type(prompt)}"))
+        sides = {"chosen": obj.get("chosen"), "rejected": obj.get("rejected")}
+    else:
+        messages = obj.get("input", {}).get("messages") if isinstance(obj.get("input"), dict) else None
+        if not messages:
+            out.append(Finding(line, "missing_prompt", "input.messages is missing or empty"))
+        else:
+            out.extend(f for f in _check_messages(messages + [{"role": "assistant", "content": "-"}], line)
+                       if f.kind != "no_assistant_message")
+        sides = {"chosen": _openai_side(obj.get("preferred_output")),
+                 "rejected": _openai_side(obj.get("non_preferred_output"))}
+    for side, text in sides.items():
+        if text is None:
+            out.append(Finding(line, "missing_field", f"missing {side} answer"))
+        elif not isinstance(text, str):
+            out.append(Finding(line, "wrong_type", f"{side} answer must be a string, got {_type(text)}"))
+        elif not text.strip():
+            out.append(Finding(line, "empty_side", f"{side} answer is empty"))
+    c, r = sides["chosen"], sides["rejected"]
+    if isinstance(c, str) and isinstance(r, str) and c.strip() and " ".join(c.split()) == " ".join(r.split()):
+        out.append(Finding(line, "identical_pair", "chosen and rejected are the same text: nothing to prefer"))
+    return out
+
+
+def _openai_side(value) -> object:
+    """The assistant text of an OpenAI preferred/non-preferred output list (None if absent)."""
+    if value is None:
+        return None
+    if isinstance(value, list) and value and isinstance(value[0], dict):
+        return value[0].get("content")
+    return value if not isinstance(value, list) else None
+
+
+def to_pair(obj: dict, fmt: str) -> dict:
+    """A valid preference row as {"prompt": messages, "chosen": str, "rejected": str}."""
+    if fmt == "preference":
+        prompt = obj["prompt"]
+        msgs = [{"role": "user", "content": prompt}] if isinstance(prompt, str) else [
+            {"role": m["role"], "content": m["content"]} for m in prompt]
+        if obj.get("system"):
+            msgs = [{"role": "system", "content": obj["system"]}] + msgs
+        return {"prompt": msgs, "chosen": obj["chosen"], "rejected": obj["rejected"]}
+    msgs = [{"role": m["role"], "content": m["content"]} for m in obj["input"]["messages"]]
+    return {"prompt": msgs, "chosen": _openai_side(obj["preferred_output"]),
+            "rejected": _openai_side(obj["non_preferred_output"])}
 
 
 def _type(value: object) -> str:

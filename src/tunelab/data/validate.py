@@ -6,7 +6,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from tunelab.data.formats import Finding, check_row, detect_row, to_messages
+from tunelab.data.formats import PREFERENCE_FORMATS, Finding, check_row, detect_row, to_messages, to_pair
 from tunelab.data.load import BadLine, iter_lines
 
 
@@ -21,6 +21,8 @@ class Report:
     over_length: int | None = None  # rows longer than max_length tokens
     max_length: int | None = None
     guidance: dict | None = None  # data-size guidance for the chosen model
+    findings: list = field(default_factory=list)  # doctor.Issue: duplicates, PII, outliers, leakage, ...
+    plots: list[str] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
@@ -40,17 +42,26 @@ class Report:
             "max_length": self.max_length,
             "over_length": self.over_length,
             "guidance": self.guidance,
+            "findings": [f.as_dict() for f in self.findings],
+            "plots": self.plots,
         }
 
 
 @dataclass
 class Parsed:
-    """The valid rows of a file as chat messages, with their line numbers."""
+    """The valid rows of a file with their line numbers: chat messages for training formats;
+    for preference formats, ``pairs`` ({prompt, chosen, rejected}) and ``messages`` holding
+    prompt + chosen answer (what length and duplicate checks look at)."""
 
     format: str | None
     lines: list[int]
     messages: list[list[dict]]
     report: Report
+    pairs: list[dict] = field(default_factory=list)
+
+    @property
+    def is_preference(self) -> bool:
+        return self.format in PREFERENCE_FORMATS
 
 
 def parse_file(path: str | Path) -> Parsed:
@@ -62,6 +73,7 @@ def parse_file(path: str | Path) -> Parsed:
     report = Report(path=str(path))
     lines: list[int] = []
     messages: list[list[dict]] = []
+    pairs: list[dict] = []
     for item in iter_lines(path):
         if isinstance(item, BadLine):
             report.errors.append(Finding(item.line, item.kind, item.message))
@@ -74,8 +86,8 @@ def parse_file(path: str | Path) -> Parsed:
         fmt = detect_row(obj)
         if fmt is None:
             report.errors.append(
-                Finding(item.line, "unknown_format", f"keys {sorted(obj)} match no format "
-                        "(expected messages | instruction+output | prompt+completion)")
+                Finding(item.line, "unknown_format", f"keys {sorted(obj)} match no format (expected messages | instruction+output | "
+                        "prompt+completion | prompt+chosen+rejected)")
             )
             continue
         if report.format is None:
@@ -90,8 +102,13 @@ def parse_file(path: str | Path) -> Parsed:
         report.warnings.extend(warns)
         if not errs:
             lines.append(item.line)
-            messages.append(to_messages(obj, fmt))
-    return Parsed(report.format, lines, messages, report)
+            if fmt in PREFERENCE_FORMATS:
+                pair = to_pair(obj, fmt)
+                pairs.append(pair)
+                messages.append(pair["prompt"] + [{"role": "assistant", "content": pair["chosen"]}])
+            else:
+                messages.append(to_messages(obj, fmt))
+    return Parsed(report.format, lines, messages, report, pairs)
 
 
 def token_stats(lengths: list[int]) -> dict:

@@ -140,3 +140,15 @@ def load_model(ref: ModelRef, dtype: str = "float32", trust_remote_code: bool = 
 
 def count_params(model) -> int:
     return sum(p.numel() for p in model.parameters())
+
+
+def model_params(ref: ModelRef) -> float:
+    """Parameter count: from the catalog, or counted from the config without loading weights."""
+    if ref.params_b:
+        return ref.params_b * 1e9
+    from accelerate import init_empty_weights
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    config = _from_pretrained(AutoConfig, ref)
+    with init_empty_weights():
+        return float(count_params(AutoModelForCausalLM.from_config(config)))

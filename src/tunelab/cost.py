@@ -1,0 +1,78 @@
+"""Cost estimates: training tokens, API fine-tuning price, and the self-hosted FLOPs, time
+and memory of each method. Prices and measured throughput live in resources/prices.json
+(dated, easy to update); everything else is arithmetic shown in the docstrings.
+"""
+
+from __future__ import annotations
+
+import json
+from functools import lru_cache
+
+from tunelab import resources
+
+# Bytes per base parameter held in memory while training, and whether the base gets
+# gradients: full = fp32 weights + grads + 2 Adam moments; adapters keep a frozen base
+# (fp32 here; bf16 on GPUs) and train a small set; QLoRA's base is 4-bit plus constants.
+BASE_BYTES = {"full": 16.0, "lora": 4.0, "dora": 4.0, "ia3": 4.0, "adapter": 4.0, "prefix": 4.0,
+              "prompt": 4.0, "qlora": 0.5 + 0.0625}
+ADAPTER_SHARE = {"full": 1.0, "lora": 0.018, "dora": 0.019, "qlora": 0.018, "ia3": 0.0004, "adapter": 0.015,
+                 "prefix": 0.0017, "prompt": 0.0001}  # measured shares on the bundled model (bench/methods.py)
+
+
+@lru_cache(maxsize=1)
+def prices() -> dict:
+    return json.loads(resources.path("prices.json").read_text())
+
+
+def training_flops(params: float, tokens: float, method: str) -> float:
+    """≈ 6·N·T for full fine-tuning (forward 2N, backward 4N per token). With a frozen base the
+    backward pass skips the weight gradients of the base: ≈ 4·N·T, plus 6·n·T for the n
+    trainable adapter parameters."""
+    if method == "full":
+        return 6.0 * params * tokens
+    return 4.0 * params * tokens + 6.0 * ADAPTER_SHARE[method] * params * tokens
+
+
+def training_memory_bytes(params: float, method: str) -> float:
+    """Weights, gradients and Adam state while training (activations excluded): base bytes per
+    parameter, plus 16 bytes per trainable adapter parameter (fp32 weight, grad, 2 moments)."""
+    if method == "full":
+        return BASE_BYTES["full"] * params
+    return BASE_BYTES[method] * params + 16.0 * ADAPTER_SHARE[method] * params
+
+
+def seconds_on_this_machine(params: float, tokens: float, method: str) -> float:
+    """Wall time at the throughput measured for the bundled 135M model on this machine's CPU,
+    scaled by FLOPs per token for other sizes (a rough guide for large models)."""
+    measured = prices()["measured"]["tokens_per_second"]
+    rate = measured.get(method, measured["lora"])
+    ref_params = 0.135e9
+    ref_flops = training_flops(ref_params, 1.0, method)
+    return tokens / rate * training_flops(params, 1.0, method) / ref_flops
+
+
+def estimate(tokens_per_epoch: int, epochs: float, params: float, method: str) -> dict:
+    total = tokens_per_epoch * epochs
+    table = prices()
+    api = {name: {"training_usd": round(total / 1000 * p["training"], 4),
+                  "per_1k_input_usd": p["input"], "per_1k_output_usd": p["output"]}
+           for name, p in table["api"].items()}
+    self_hosted = {}
+    for m in BASE_BYTES:
+        secs = seconds_on_this_machine(params, total, m)
+        self_hosted[m] = {
+            "flops": training_flops(params, total, m),
+            "memory_gb": round(training_memory_bytes(params, m) / 1e9, 3),
+            "hours_on_this_cpu": round(secs / 3600, 3),
+            "cpu_cost_usd": round(secs / 3600 * table["self_hosted"]["cpu_hour"], 4),
+        }
+    return {
+        "tokens_per_epoch": tokens_per_epoch,
+        "epochs": epochs,
+        "training_tokens": total,
+        "params": params,
+        "method": method,
+        "api": api,
+        "self_hosted": self_hosted,
+        "prices_as_of": table["as_of"],
+    }

@@ -1,0 +1,142 @@
+"""The data doctor: every finding about a dataset beyond format errors.
+
+Each finding has a kind, the 1-based line numbers it concerns, a message and a one-line fix.
+Kinds: duplicate, near_duplicate, conflicting_answers, short_answer, long_answer,
+repetitive_answer, over_length, pii_<kind>, leakage_exact, leakage_near.
+"""
+
+from __future__ import annotations
+
+import math
+import statistics
+from collections import defaultdict
+from dataclasses import dataclass
+
+from tunelab.data import dedup, pii
+
+
+@dataclass
+class Issue:
+    kind: str
+    lines: list[int]
+    message: str
+    fix: str
+
+    def as_dict(self) -> dict:
+        return {"kind": self.kind, "lines": self.lines, "message": self.message, "fix": self.fix}
+
+
+def _prompt_answer(messages: list[dict]) -> tuple[str, str]:
+    last = max((i for i, m in enumerate(messages) if m["role"] == "assistant"), default=len(messages))
+    prompt = "\n".join(m["content"] for m in messages[:last])
+    answer = messages[last]["content"] if last < len(messages) else ""
+    return prompt, answer
+
+
+def duplicates(rows, lines, near: float | None = 0.8) -> list[Issue]:
+    out = []
+    exact = dedup.exact_groups(rows)
+    in_exact = {i for g in exact for i in g}
+    for g in exact:
+        out.append(Issue("duplicate", [lines[i] for i in g], f"{len(g)} identical rows",
+                         "keep one copy (`tunelab data prepare` drops the rest)"))
+    if near:
+        texts = [dedup.text_of(r) for r in rows]
+        for g in dedup.near_groups(texts, near):
+            if set(g) <= in_exact and any(set(g) == set(e) for e in exact):
+                continue  # already reported as exact copies
+            out.append(Issue("near_duplicate", [lines[i] for i in g],
+                             f"{len(g)} rows at least {near:.0%} alike (word 3-gram Jaccard)",
+                             "keep one (`tunelab data prepare --near` does) or make them differ"))
+    return out
+
+
+def conflicts(rows, lines) -> list[Issue]:
+    by_prompt: dict[str, list[int]] = defaultdict(list)
+    answers = []
+    for i, r in enumerate(rows):
+        prompt, answer = _prompt_answer(r)
+        answers.append(" ".join(answer.split()))
+        by_prompt[" ".join(prompt.lower().split())].append(i)
+    out = []
+    for idx in by_prompt.values():
+        if len({answers[i] for i in idx}) > 1:
+            out.append(Issue("conflicting_answers", [lines[i] for i in idx],
+                             f"the same prompt has {len({answers[i] for i in idx})} different answers",
+                             "keep the best answer, or add the context that tells the cases apart"))
+    return out
+
+
+def _words(text: str) -> list[str]:
+    return text.lower().split()
+
+
+def repetitive(answer: str) -> bool:
+    """True when an answer mostly repeats itself (few distinct word 3-grams, or a repeated line)."""
+    words = _words(answer)
+    if len(words) >= 12:
+        grams = [tuple(words[i:i + 3]) for i in range(len(words) - 2)]
+        if len(set(grams)) / len(grams) < 0.5:
+            return True
+    lines = [ln.strip().lower() for ln in answer.splitlines() if len(ln.split()) >= 4]
+    return len(lines) >= 3 and len(set(lines)) <= len(lines) / 2
+
+
+def outliers(rows, lines, z_limit: float = 3.5, ratio: float = 4.0) -> list[Issue]:
+    """Answers far shorter or longer than the file's typical answer: a robust z-score of the log
+    word count beyond ``z_limit`` and a length ``ratio`` times off the median, both at once."""
+    lengths = [len(_words(_prompt_answer(r)[1])) for r in rows]
+    out = []
+    if len(lengths) >= 20:
+        logs = [math.log1p(n) for n in lengths]
+        med = statistics.median(logs)
+        mad = statistics.median(abs(x - med) for x in logs) or 0.1  # all alike: only big jumps count
+        typical = math.expm1(med)
+        z = [0.6745 * (x - med) / mad for x in logs]
+        short = [lines[i] for i, n in enumerate(lengths) if z[i] < -z_limit and n * ratio <= typical]
+        long = [lines[i] for i, n in enumerate(lengths) if z[i] > z_limit and n >= ratio * typical]
+        if short:
+            out.append(Issue("short_answer", short, f"answers far shorter than the typical {typical:.0f} words",
+                             "check they are complete; a one-word answer teaches terse replies"))
+        if long:
+            out.append(Issue("long_answer", long, f"answers far longer than the typical {typical:.0f} words",
+                             "check for pasted junk or split the row; long rows may be truncated"))
+    rep = [lines[i] for i, r in enumerate(rows) if repetitive(_prompt_answer(r)[1])]
+    if rep:
+        out.append(Issue("repetitive_answer", rep, "answers that repeat themselves",
+                         "rewrite them: repetition in training data teaches the model to loop"))
+    return out
+
+
+PII_LABELS = {"email": "e-mail addresses", "phone": "phone numbers", "credit_card": "card numbers (Luhn-valid)",
+              "ip_address": "IP addresses", "secret": "API keys or secrets"}
+
+
+def personal_data(rows, lines) -> list[Issue]:
+    found: dict[str, list[int]] = defaultdict(list)
+    for r, line in zip(rows, lines):
+        kinds = {m.kind for msg in r for m in pii.find(msg["content"])}
+        for kind in kinds:
+            found[kind].append(line)
+    return [Issue(f"pii_{kind}", ls, f"{len(ls)} row(s) with {PII_LABELS[kind]}",
+                  "remove or mask them (`tunelab data prepare --redact-pii`)")
+            for kind, ls in sorted(found.items())]
+
+
+def over_length(lengths: list[int], lines, max_length: int) -> list[Issue]:
+    over = [line for n, line in zip(lengths, lines) if n > max_length]
+    if not over:
+        return []
+    return [Issue("over_length", over, f"rows longer than {max_length} tokens (they will be truncated)",
+                  "raise --max-length / data.max_length, or shorten these rows")]
+
+
+def leakage(rows, lines, other_rows, threshold: float = 0.8) -> list[Issue]:
+    texts = [dedup.text_of(r) for r in rows]
+    others = [dedup.text_of(r) for r in other_rows]
+    found: dict[str, list[int]] = defaultdict(list)
+    for i, how in dedup.matches_against(texts, others, threshold):
+        found[how].append(lines[i])
+    return [Issue(f"leakage_{how}", ls, f"{len(ls)} rows also appear ({how}) in the --against file",
+                  "remove them from one of the files, or the evaluation measures memory")
+            for how, ls in sorted(found.items())]
