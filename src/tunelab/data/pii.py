@@ -60,25 +60,40 @@ def _valid_ip(text: str) -> bool:
         return False
 
 
+# Cheap tests that rule a pattern out before its full regex runs (most text has no PII).
+_SECRET_HINT = re.compile(r"AKIA|sk-|gh[pousr]_|xox|AIza|(?i:key|secret|token|passw)")
+_DIGITS9 = re.compile(r"\d(?:[\s().+-]*\d){8}")
+_IP_HINT = re.compile(r"\d\.\d|[0-9A-Fa-f]:[0-9A-Fa-f]")
+
+
 def find(text: str) -> list[Match]:
     """Every personal-data match in ``text``, earliest first, without overlaps."""
     found: list[Match] = []
-    for m in SECRET.finditer(text):
-        found.append(Match("secret", m.start(), m.end(), m.group()))
-    for m in EMAIL.finditer(text):
-        found.append(Match("email", m.start(), m.end(), m.group()))
+    if _SECRET_HINT.search(text):
+        for m in SECRET.finditer(text):
+            found.append(Match("secret", m.start(), m.end(), m.group()))
+    if "@" in text:
+        for m in EMAIL.finditer(text):
+            found.append(Match("email", m.start(), m.end(), m.group()))
+    if _IP_HINT.search(text):
+        for pattern in (IPV4, IPV6):
+            for m in pattern.finditer(text):
+                if _valid_ip(m.group()):
+                    found.append(Match("ip_address", m.start(), m.end(), m.group()))
+    if not _DIGITS9.search(text):
+        return _without_overlaps(found)
     for m in CARD.finditer(text):
         digits = re.sub(r"\D", "", m.group())
         if 13 <= len(digits) <= 19 and luhn_ok(digits):
             found.append(Match("credit_card", m.start(), m.end(), m.group()))
-    for pattern in (IPV4, IPV6):
-        for m in pattern.finditer(text):
-            if _valid_ip(m.group()):
-                found.append(Match("ip_address", m.start(), m.end(), m.group()))
     for m in PHONE.finditer(text):
         digits = re.sub(r"\D", "", m.group())
         if 9 <= len(digits) <= 15:
             found.append(Match("phone", m.start(), m.end(), m.group()))
+    return _without_overlaps(found)
+
+
+def _without_overlaps(found: list[Match]) -> list[Match]:
     found.sort(key=lambda x: (x.start, -(x.end - x.start)))
     kept: list[Match] = []
     for m in found:  # the first (and longest) match at a place wins: a card is not also a phone

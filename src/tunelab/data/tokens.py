@@ -83,10 +83,64 @@ def encode_prompt(tokenizer, messages: list[dict]) -> list[int]:
     return tokenizer(render(tokenizer, messages, generation_prompt=True), add_special_tokens=False)["input_ids"]
 
 
-def count_tokens(tokenizer, conversations: list[list[dict]], batch: int = 512) -> list[int]:
+def render_many(tokenizer, conversations: list[list[dict]], check: int = 32) -> list[str]:
+    """Render many conversations with the chat template, fast.
+
+    Jinja rendering costs ~130 µs a row, too slow for 100k-row files. Rows sharing a role
+    sequence share a skeleton: we render it once with sentinel contents and fill each row's
+    texts in. The first ``check`` rows of each skeleton are also rendered for real; if any
+    differs (a template that trims or rewrites content), that skeleton falls back to Jinja.
+    """
+    skeletons: dict[tuple, tuple[list[str], list[int]] | None] = {}
+    checked: dict[tuple, int] = {}
+    out: list[str] = []
+    for messages in conversations:
+        roles = tuple(m["role"] for m in messages)
+        if roles not in skeletons:
+            skeletons[roles] = _skeleton(tokenizer, roles)
+        sk = skeletons[roles]
+        if sk is None:
+            out.append(render(tokenizer, messages))
+            continue
+        pieces, order = sk
+        text = pieces[0] + "".join(messages[k]["content"] + pieces[n + 1] for n, k in enumerate(order))
+        if checked.get(roles, 0) < check:
+            checked[roles] = checked.get(roles, 0) + 1
+            real = render(tokenizer, messages)
+            if real != text:
+                skeletons[roles] = None
+                text = real
+        out.append(text)
+    return out
+
+
+def _skeleton(tokenizer, roles: tuple) -> tuple[list[str], list[int]] | None:
+    marks = [f"\u0000{i}\u0000" for i in range(len(roles))]
+    try:
+        text = render(tokenizer, [{"role": r, "content": m} for r, m in zip(roles, marks)])
+    except Exception:  # the template rejects this role order: render rows one by one
+        return None
+    positions = sorted((text.find(m), i) for i, m in enumerate(marks))
+    if any(p < 0 for p, _ in positions) or any(text.count(m) != 1 for m in marks):
+        return None
+    pieces, order, pos = [], [], 0
+    for p, i in positions:
+        pieces.append(text[pos:p])
+        order.append(i)
+        pos = p + len(marks[i])
+    pieces.append(text[pos:])
+    return pieces, order
+
+
+def count_tokens(tokenizer, conversations: list[list[dict]], batch: int = 2048) -> list[int]:
     """Length in tokens of each rendered conversation (what training sees)."""
+    texts = render_many(tokenizer, conversations)
+    backend = getattr(tokenizer, "backend_tokenizer", None)
     out: list[int] = []
-    for start in range(0, len(conversations), batch):
-        texts = [render(tokenizer, m) for m in conversations[start:start + batch]]
-        out.extend(len(x) for x in tokenizer(texts, add_special_tokens=False)["input_ids"])
+    for start in range(0, len(texts), batch):
+        chunk = texts[start:start + batch]
+        if backend is not None:
+            out.extend(len(e.ids) for e in backend.encode_batch(chunk, add_special_tokens=False))
+        else:
+            out.extend(len(x) for x in tokenizer(chunk, add_special_tokens=False)["input_ids"])
     return out
