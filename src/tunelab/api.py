@@ -27,6 +27,8 @@ from tunelab.io import atomic_write_json, atomic_write_text
 from tunelab.models import catalog
 from tunelab.models.load import ModelRef, load_model, load_tokenizer, resolve
 from tunelab.rundir import RunDir, open_run
+from tunelab.train import fastpath
+from tunelab.train.device import use_bf16
 from tunelab.events import EventSink, no_events
 
 
@@ -155,7 +157,13 @@ def train(cfg: RunConfig, *, out: str | Path | None = None, resume: str | Path |
         atomic_write_json(run.data / "data_card.json", dataset.data_card(
             {"train": cfg.data.train, "val": cfg.data.val}, {"train": enc_train, "val": enc_val}))
 
-    model = load_model(ref, cfg.model.dtype, cfg.model.trust_remote_code, **load_kwargs)
+    bf16 = use_bf16(cfg.train.bf16)
+    dtype = cfg.model.dtype
+    if dtype == "auto":
+        dtype = fastpath.base_dtype(method.name, bf16) if cfg.train.fast else "float32"
+    if cfg.train.fast:
+        fastpath.set_threads()
+    model = load_model(ref, dtype, cfg.model.trust_remote_code, **load_kwargs)
     model = method.apply(model, settings)
     trainable = methods.trainable_summary(model)
     events({"event": "trainable", **trainable})
@@ -165,7 +173,7 @@ def train(cfg: RunConfig, *, out: str | Path | None = None, resume: str | Path |
     _save_weights(method, model, tokenizer, run.model if method.saves == "model" else run.adapter)
     atomic_write_json(run.summary_file, {
         "model": ref.name, "method": method.name, "trainable": trainable,
-        "train_rows": len(enc_train.rows), "val_rows": len(enc_val.rows), **summary,
+        "train_rows": len(enc_train.rows), "val_rows": len(enc_val.rows), "base_dtype": dtype, **summary,
     })
     return run
 

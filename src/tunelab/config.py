@@ -29,7 +29,8 @@ from tunelab.typed import Section as _Section
 
 class ModelSection(_Section):
     name: str = Field(DEFAULT_MODEL, description="catalog name, Hugging Face id or local model folder")
-    dtype: Literal["float32", "bfloat16", "float16"] = Field("float32", description="dtype the weights are loaded in")
+    dtype: Literal["auto", "float32", "bfloat16", "float16"] = Field(
+        "auto", description="dtype the weights are loaded in; auto: bf16 for a frozen base under bf16 compute, else fp32")
     trust_remote_code: bool = Field(False, description="run model code from the Hub (only for models you trust)")
 
 
@@ -63,14 +64,16 @@ class TrainSection(_Section):
     weight_decay: float = Field(0.0, ge=0, description="AdamW weight decay")
     max_grad_norm: float = Field(1.0, gt=0, description="gradient clipping norm")
     bf16: Literal["auto", "on", "off"] = Field("auto", description="bf16 autocast: auto uses it where the CPU/GPU supports it")
-    gradient_checkpointing: bool = Field(False, description="recompute activations to save memory (slower)")
+    gradient_checkpointing: Literal["auto", "on", "off"] = Field(
+        "auto", description="recompute activations to save memory; auto: only when they would not fit")
+    fast: bool = Field(True, description="the CPU fast path: padding-free batches, bf16 base, no needless recompute")
     logging_steps: int = Field(5, ge=1, description="log train loss every N steps")
     eval_steps: int | None = Field(None, ge=1, description="evaluate on validation every N steps (default: about 4 times a run)")
     save_steps: int | None = Field(None, ge=1, description="checkpoint every N steps (default: with each evaluation)")
     save_total_limit: int = Field(2, ge=1, description="checkpoints kept on disk")
     seed: int = Field(42, description="seed for data split, initialisation and sampling")
 
-    @field_validator("bf16", mode="before")
+    @field_validator("bf16", "gradient_checkpointing", mode="before")
     @classmethod
     def _bool_to_switch(cls, value):
         # YAML reads a bare on/off as a boolean

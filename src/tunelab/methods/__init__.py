@@ -59,8 +59,13 @@ def get(name: str) -> Method:
 def trainable_summary(model) -> dict:
     """Trainable and total parameter counts (and the share) of a model about to train."""
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
-    total = sum(p.numel() for p in model.parameters())
+    total = sum(_numel(p) for p in model.parameters())
     return {"trainable": trainable, "total": total, "percent": round(100.0 * trainable / max(total, 1), 4)}
+
+
+def _numel(p) -> int:
+    # bitsandbytes packs two 4-bit weights into each uint8 element
+    return p.numel() * 2 if type(p).__name__ == "Params4bit" else p.numel()
 
 
 def save(method: Method, model, folder: Path) -> None:

@@ -18,6 +18,9 @@ class MetricsCallback(TrainerCallback):
 
     def on_log(self, args, state, control, logs=None, **kwargs):
         if logs and state.is_world_process_zero:
+            # TRL's num_tokens sums the attention mask, which is not a token count for packed
+            # batches; run.json has the real count
+            logs = {k: v for k, v in logs.items() if k != "num_tokens"}
             append_jsonl(self.path, {"step": state.global_step, "epoch": round(state.epoch or 0, 4),
                                      "time": round(time.time(), 3), **logs})
 

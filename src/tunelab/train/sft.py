@@ -14,6 +14,7 @@ from tunelab.config import RunConfig
 from tunelab.data.tokens import Encoded
 from tunelab.rundir import RunDir
 from tunelab.events import EventSink, no_events
+from tunelab.train import fastpath
 from tunelab.train.device import use_bf16
 
 
@@ -57,6 +58,8 @@ def run(
     t = cfg.train
     plan = schedule(cfg, len(train_rows))
     bf16 = use_bf16(t.bf16)
+    checkpointing = _checkpointing(model, train_rows, cfg, bf16)
+    packed = fastpath.padding_free(cfg.method.name, t.fast)
     args = SFTConfig(
         output_dir=str(run_dir.checkpoints),
         num_train_epochs=t.epochs,
@@ -70,7 +73,7 @@ def run(
         weight_decay=t.weight_decay,
         max_grad_norm=t.max_grad_norm,
         bf16=bf16,
-        activation_checkpointing=t.gradient_checkpointing,
+        activation_checkpointing=checkpointing,
         logging_steps=t.logging_steps,
         eval_strategy="steps" if val_rows else "no",
         eval_steps=plan.eval_steps,
@@ -92,26 +95,71 @@ def run(
         train_dataset=_dataset(train_rows),
         eval_dataset=_dataset(val_rows) if val_rows else None,
         processing_class=tokenizer,
+        data_collator=fastpath.PackingCollator(model.config._attn_implementation) if packed else None,
         callbacks=[MetricsCallback(run_dir.metrics), EventCallback(events)],
     )
     from transformers.trainer_callback import PrinterCallback
 
     trainer.remove_callback(PrinterCallback)  # progress goes to the event sink, not stdout
+    counter = _TokenCounter(trainer, sum(len(r.input_ids) for r in val_rows))
     start = time.perf_counter()
     result = trainer.train(resume_from_checkpoint=resume_from)
     seconds = time.perf_counter() - start
     final_eval = trainer.evaluate() if val_rows else {}
-    steps_done = trainer.state.global_step
-    tokens_per_epoch = sum(len(r.input_ids) for r in train_rows)
-    epochs_done = steps_done / max(1, math.ceil(len(train_rows) / (t.batch_size * t.grad_accum)))
+    real_tokens = counter.train_tokens()
     return {
-        "steps": steps_done,
+        "steps": trainer.state.global_step,
         "train_loss": round(float(result.training_loss), 4),
         "eval_loss": round(float(final_eval["eval_loss"]), 4) if "eval_loss" in final_eval else None,
         "train_seconds": round(seconds, 1),
-        "tokens_per_second": round(tokens_per_epoch * epochs_done / max(seconds, 1e-9), 1),
+        "real_tokens": real_tokens,
+        "tokens_per_second": round(real_tokens / max(seconds, 1e-9), 1),
         "bf16": bf16,
+        "padding_free": packed,
+        "gradient_checkpointing": checkpointing,
     }
+
+
+def _checkpointing(model, rows: list[Encoded], cfg: RunConfig, bf16: bool) -> bool:
+    setting = cfg.train.gradient_checkpointing
+    if setting != "auto":
+        return setting == "on"
+    longest = max(len(r.input_ids) for r in rows)
+    batch_tokens = longest * cfg.train.batch_size  # the worst case: a batch of the longest rows
+    return fastpath.needs_checkpointing(model.config, batch_tokens, longest, bf16)
+
+
+class _TokenCounter:
+    """Counts the real (non-padding) tokens of the training batches.
+
+    It wraps the trainer's collator; evaluation batches pass through the same collator, so
+    the validation set's tokens are subtracted once per evaluation run."""
+
+    def __init__(self, trainer, val_tokens: int) -> None:
+        from transformers import TrainerCallback
+
+        self.total = 0
+        self.evals = 0
+        self.val_tokens = val_tokens
+        collate = trainer.data_collator
+
+        def counting(batch):
+            out = collate(batch)
+            mask = out.get("attention_mask")
+            self.total += int(mask.sum()) if mask is not None and mask.dim() == 2 else out["input_ids"].numel()
+            return out
+
+        trainer.data_collator = counting
+        counter = self
+
+        class CountEvals(TrainerCallback):
+            def on_evaluate(self, *args, **kwargs):
+                counter.evals += 1
+
+        trainer.add_callback(CountEvals())
+
+    def train_tokens(self) -> int:
+        return self.total - self.evals * self.val_tokens
 
 
 def _cuda() -> bool:
