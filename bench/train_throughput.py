@@ -62,8 +62,10 @@ def run_trl(train: Path, val: Path, steps: int, out: Path) -> dict:
     ds = load_dataset("json", data_files={"train": str(train), "val": str(val)})
     ds = ds.map(to_pc, remove_columns=["instruction", "output"])
     ref = resolve(DEFAULT_MODEL)
+    # TRL's bf16 default refuses to start on a machine without a GPU unless use_cpu is set;
+    # the baseline is fp32 on the CPU, as TRL runs when told to use the CPU without bf16.
     args = SFTConfig(output_dir=str(out), max_steps=steps, report_to="none", save_strategy="no",
-                     eval_strategy="no", disable_tqdm=True, seed=42, data_seed=42)
+                     eval_strategy="no", disable_tqdm=True, seed=42, data_seed=42, use_cpu=True, bf16=False)
     trainer = SFTTrainer(model=load_model(ref), args=args, train_dataset=ds["train"], eval_dataset=ds["val"],
                          processing_class=load_tokenizer(ref), peft_config=lora_config())
     counter = TokenCounter()
@@ -144,6 +146,7 @@ def main() -> None:
         return
     with tempfile.TemporaryDirectory() as tmp:
         rows = docstring_rows()
+        peak = bf16_peak_flops()  # measured first, on an idle machine
         Path(tmp, "train.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows[:-40]))
         Path(tmp, "val.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows[-40:]))
         sides = {}
@@ -156,7 +159,6 @@ def main() -> None:
             print(f"# {side}: {sides[side]}", file=sys.stderr, flush=True)
     from tunelab import cost
 
-    peak = bf16_peak_flops()
     tps = {k: v["real_tokens"] / v["seconds"] for k, v in sides.items()}
     achieved = cost.training_flops(0.135e9, tps["tunelab"], "lora")
     print(json.dumps({

@@ -1,0 +1,1 @@
+"""The OpenAI-compatible server: one base model, any number of adapters, batched generation."""
