@@ -41,7 +41,7 @@ def server(tiny_model, tmp_path_factory):
     _train(tiny_model, folder, "alpha")
     _train(tiny_model, folder, "bravo")
     adapters = find_adapters(tiny_model, {"a": str(folder / "alpha")}, str(folder))
-    engine = Engine(tiny_model, adapters, max_batch=4, max_queue=16)
+    engine = Engine(tiny_model, adapters, max_batch=4, max_queue=16, dtype="float32")
     store = Store(folder / "log.sqlite", log_content=True)
     app = create_app(engine, api_key=KEY, store=store)
     with socket.socket() as s:
@@ -227,3 +227,21 @@ def test_feedback_round_trip_to_a_preference_file(server, capsys, tmp_path):
             "rejected": "alpha"} in pairs
     code, stdout, _ = run_cli(capsys, "data", "check", out, "--model", server["model"], "--json")
     assert code == 0 and json.loads(stdout)["format"] == "preference"
+
+
+def test_monitor_reports_traffic_and_drift(server, capsys):
+    from tunelab.serve.monitor import ks_statistic
+
+    assert ks_statistic([1, 2, 3], [1, 2, 3]) == 0.0
+    assert ks_statistic([1, 2], [10, 20]) == 1.0
+    assert ks_statistic([1, 2, 3, 4], [3, 4, 5, 6]) == 0.5
+    ask(server, f"ft:{server['model']}:alpha", "Something entirely new and different?")
+    code, out, err = run_cli(capsys, "monitor", "--db", server["folder"] / "log.sqlite", "--model", server["model"],
+                             "--runs", server["folder"], "--json")
+    assert code == 0, err
+    report = json.loads(out)
+    alpha = report["models"][f"ft:{server['model']}:alpha"]
+    assert alpha["requests"] >= 2 and alpha["latency_ms"]["p50"] > 0
+    drift = alpha["drift"]
+    assert drift["prompt_tokens_trained_p50"] > 0 and 0 <= drift["length_ks"] <= 1
+    assert 0 < drift["unseen_word_share"] < 1  # "code word N" was trained on; "entirely new" was not

@@ -29,6 +29,7 @@ def serve_cmd(
     log_content: bool = typer.Option(False, "--log-content", help="also store prompts and answers in the log"),
     max_batch: int = typer.Option(8, "--max-batch", min=1, help="requests generated together"),
     max_queue: int = typer.Option(64, "--max-queue", min=1, help="queued requests before answering 429"),
+    dtype: str = typer.Option("auto", "--dtype", help="auto (bf16 where supported) | float32 | bfloat16"),
 ) -> None:
     """Serve the base model and its adapters with an OpenAI-compatible API."""
     import uvicorn
@@ -44,7 +45,9 @@ def serve_cmd(
             raise ConfigError(f"--adapter {item!r}: expected NAME=RUN_DIR")
         pairs[name] = path
     found = find_adapters(model, pairs, str(runs) if runs else None)
-    engine = Engine(model, found, max_batch=max_batch, max_queue=max_queue)
+    if dtype not in ("auto", "float32", "bfloat16", "float16"):
+        raise ConfigError(f"--dtype {dtype!r}: expected auto, float32, bfloat16 or float16")
+    engine = Engine(model, found, max_batch=max_batch, max_queue=max_queue, dtype=dtype)
     key = api_key or os.environ.get("TUNELAB_API_KEY")
     application = create_app(engine, api_key=key, store=Store(db, log_content))
     console.print(f"serving {', '.join(engine.model_names())} on http://{host}:{port}/v1"
@@ -64,3 +67,43 @@ def feedback_export_cmd(
 
     n, skipped = export_preferences(db, out)
     console.print(f"wrote {n} preference pairs to {out}" + (f"; skipped {skipped} (see above)" if skipped else ""))
+
+
+@app.command("monitor")
+def monitor_cmd(
+    db: Path = typer.Option(Path(DEFAULT_DB), "--db", help="the server's SQLite log"),
+    model: str = typer.Option(DEFAULT_MODEL, "--model", "-m", help="the served base model"),
+    adapters: list[str] = typer.Option(None, "--adapter", help="NAME=RUN_DIR, as given to serve (for drift)"),
+    runs: Path = typer.Option(None, "--runs", help="runs folder, as given to serve (for drift)"),
+    as_json: bool = typer.Option(False, "--json"),
+) -> None:
+    """Traffic, latency percentiles and drift of prompts against each adapter's training data."""
+    from rich.table import Table
+
+    from tunelab.cli.render import print_json
+    from tunelab.errors import DataError
+    from tunelab.models.load import load_tokenizer, resolve
+    from tunelab.serve.engine import find_adapters
+    from tunelab.serve.monitor import summarise, training_profile
+
+    if not db.is_file():
+        raise DataError(f"{db}: no such request log")
+    pairs = dict(item.partition("=")[::2] for item in adapters or [])
+    found = find_adapters(model, pairs, str(runs) if runs else None)
+    tokenizer = load_tokenizer(resolve(model)) if found else None
+    profiles = {name: training_profile(a.path.parent, tokenizer) for name, a in found.items()}
+    report = summarise(db, profiles)
+    if as_json:
+        print_json(report)
+        return
+    table = Table(title=f"{report['requests']} requests in {db}", title_justify="left")
+    for col in ("model", "requests", "status", "latency p50/p95/p99 ms", "TTFT p50/p95 ms", "tokens out",
+                "prompt length KS", "unseen words"):
+        table.add_column(col)
+    for name, e in report["models"].items():
+        d = e.get("drift", {})
+        table.add_row(name, str(e["requests"]), " ".join(f"{k}:{v}" for k, v in e["by_status"].items()),
+                      "/".join(str(v) for v in e["latency_ms"].values()), "/".join(str(v) for v in e["ttft_ms"].values()),
+                      str(e["completion_tokens"]), str(d.get("length_ks", "-")),
+                      "-" if d.get("unseen_word_share") is None else f"{d['unseen_word_share']:.1%}")
+    console.print(table)

@@ -191,6 +191,11 @@ def create_app(engine: Engine, *, api_key: str | None = None, store: Store | Non
                     reason, n = event[1], event[2]
                     break
             yield chunk({} if chat else "", finish=reason)
+            if body.include_usage():
+                yield "data: " + json.dumps({"id": job.id, "object": obj, "created": int(job.created),
+                                             "model": body.model, "choices": [],
+                                             "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": n,
+                                                       "total_tokens": prompt_tokens + n}}) + "\n\n"
             yield "data: [DONE]\n\n"
         finally:
             if reason is None:  # the client went away mid-stream: stop generating for it

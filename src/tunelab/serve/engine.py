@@ -1,5 +1,5 @@
 """The generation engine: one base model, adapters loaded on first use (LRU), and a worker
-thread that batches requests arriving together and streams tokens back to each of them.
+thread that batches requests (continuous batching) and streams tokens back to each of them.
 
 Only the worker thread touches the model, so adapters can be switched and loaded without
 locks. Each batch serves one model name (the base or one adapter): a request never runs
@@ -85,13 +85,18 @@ def find_adapters(base: str, adapters: dict[str, str], runs_dir: str | None) -> 
 
 class Engine:
     def __init__(self, base: str, adapters: dict[str, Adapter], *, max_batch: int = 8, max_queue: int = 64,
-                 cache_size: int = 4, default_max_tokens: int = 256, batch_wait: float = 0.01) -> None:
+                 cache_size: int = 4, default_max_tokens: int = 256, batch_wait: float = 0.01,
+                 dtype: str = "auto") -> None:
         from tunelab.models.load import load_model, load_tokenizer, resolve
+        from tunelab.train.device import bf16_available
 
         self.base_name = base
         ref = resolve(base)
         self.tokenizer = load_tokenizer(ref)
-        self.model = load_model(ref).eval()
+        if dtype == "auto":  # decoding reads every weight per token: bf16 halves the bytes
+            dtype = "bfloat16" if bf16_available() else "float32"
+        self.dtype = dtype
+        self.model = load_model(ref, dtype).eval()
         self.context = int(getattr(self.model.config, "max_position_embeddings", 2048))
         self.adapters = adapters
         self.max_batch, self.max_queue, self.cache_size = max_batch, max_queue, cache_size
@@ -126,36 +131,76 @@ class Engine:
         self._worker.join(timeout=5)
 
     # ------------------------------------------------------------------ worker
+    # Continuous batching: between two decode steps, waiting requests for the model that is
+    # running are prefilled and join the batch, and finished ones leave it, so a request
+    # never waits for a whole batch to end.
     def _run(self) -> None:
+        batch: _Batch | None = None
+        deferred: list[Job] = []
         while not self._stop.is_set():
-            job = self.queue.get()
-            if job is None:
-                return
-            batch = [job]
-            deferred = []
-            deadline = time.time() + self.batch_wait
-            while len(batch) < self.max_batch:
-                try:
-                    nxt = self.queue.get(timeout=max(0.0, deadline - time.time()))
-                except queue.Empty:
-                    break
-                if nxt is None:
-                    self._stop.set()
-                    break
-                (batch if nxt.model == job.model else deferred).append(nxt)
-            for d in deferred:
-                self.queue.put(d)
+            if batch is None:
+                first = deferred.pop(0) if deferred else self.queue.get()
+                if first is None:
+                    return
+                joining = [first] + self._take(first.model, self.max_batch - 1, deferred, wait=self.batch_wait)
+            else:
+                joining = self._take(batch.model_name, self.max_batch - len(batch.rows), deferred, wait=0.0)
+            joining = self._drop_cancelled(joining)
             try:
-                self._generate([j for j in batch if not j.cancelled.is_set()])
+                if joining:
+                    batch = self._admit(batch, joining)
+                if batch is not None:
+                    done = batch.step()
+                    self._release(done)
+                    if not batch.rows:
+                        batch = None
             except Exception as exc:  # a failed batch must not kill the server: tell its requests
-                for j in batch:
+                failed = (batch.jobs() if batch else []) + [j for j in joining if batch is None or j not in batch.jobs()]
+                for j in failed:
                     j.emit("error", f"{type(exc).__name__}: {exc}")
-            finally:
-                with self._lock:
-                    self.pending -= len(batch)
-                for j in batch:
-                    if j.cancelled.is_set():
-                        j.emit("done", "cancelled", 0)
+                self._release(failed)
+                batch = None
+
+    def _take(self, model: str, room: int, deferred: list[Job], wait: float) -> list[Job]:
+        """Up to ``room`` waiting jobs for ``model``; others are kept for later, in order."""
+        out: list[Job] = []
+        keep: list[Job] = []
+        for j in deferred:
+            (out if j.model == model and len(out) < room else keep).append(j)
+        deferred[:] = keep
+        deadline = time.time() + wait
+        while len(out) < room:
+            try:
+                remaining = deadline - time.time()
+                job = self.queue.get(timeout=remaining) if remaining > 0 else self.queue.get_nowait()
+            except queue.Empty:
+                break
+            if job is None:
+                self._stop.set()
+                break
+            (out if job.model == model else deferred).append(job)
+        return out
+
+    def _drop_cancelled(self, jobs: list[Job]) -> list[Job]:
+        gone = [j for j in jobs if j.cancelled.is_set()]
+        for j in gone:
+            j.emit("done", "cancelled", 0)
+        self._release(gone)
+        return [j for j in jobs if not j.cancelled.is_set()]
+
+    def _release(self, jobs: list[Job]) -> None:
+        with self._lock:
+            self.pending -= len(jobs)
+
+    def _admit(self, batch: "_Batch | None", jobs: list[Job]) -> "_Batch":
+        peft, adapter = self._model_for(jobs[0].model)
+        model = peft if peft is not None else self.model
+        new = _Batch(self, model, jobs[0].model, base_only=peft is not None and adapter is None)
+        new.prefill(jobs)
+        if batch is None:
+            return new
+        batch.merge(new)
+        return batch
 
     def _model_for(self, name: str):
         """The model to run for ``name`` with the right adapter active (worker thread only)."""
@@ -177,26 +222,42 @@ class Engine:
         self.peft.set_adapter(name)
         return self.peft, name
 
-    def _generate(self, jobs: list[Job]) -> None:
+
+@dataclass
+class _Row:
+    job: Job
+    gen: object  # torch.Generator
+    tokens: list[int] = field(default_factory=list)
+    sent: int = 0
+
+
+class _Batch:
+    """Rows decoding together with one KV cache; rows are left-padded to a common length."""
+
+    def __init__(self, engine: Engine, model, model_name: str, base_only: bool) -> None:
+        self.engine, self.model, self.model_name, self.base_only = engine, model, model_name, base_only
+        self.rows: list[_Row] = []
+        tok = engine.tokenizer
+        self.eos = set(_as_list(getattr(model.generation_config, "eos_token_id", None))) | {tok.eos_token_id}
+        self.cache = self.mask = self.last_pos = self.logits = None
+
+    def jobs(self) -> list[Job]:
+        return [r.job for r in self.rows]
+
+    def _forward(self, **inputs):
         import contextlib
 
         import torch
 
-        if not jobs:
-            return
-        peft, adapter = self._model_for(jobs[0].model)
-        model = peft if peft is not None else self.model
-        ctx = peft.disable_adapter() if (peft is not None and adapter is None) else contextlib.nullcontext()
+        ctx = self.model.disable_adapter() if self.base_only else contextlib.nullcontext()
         with ctx, torch.inference_mode():
-            self._decode(model, jobs)
+            return self.model(**inputs, past_key_values=self.cache, use_cache=True).logits[:, -1].float()
 
-    def _decode(self, model, jobs: list[Job]) -> None:
+    def prefill(self, jobs: list[Job]) -> None:
         import torch
         from transformers import DynamicCache
 
-        tok = self.tokenizer
-        pad = tok.pad_token_id
-        eos = set(_as_list(model.generation_config.eos_token_id)) | {tok.eos_token_id}
+        pad = self.engine.tokenizer.pad_token_id
         width = max(len(j.prompt_ids) for j in jobs)
         ids = torch.full((len(jobs), width), pad, dtype=torch.long)
         mask = torch.zeros((len(jobs), width), dtype=torch.long)
@@ -204,62 +265,88 @@ class Engine:
             ids[r, width - len(j.prompt_ids):] = torch.tensor(j.prompt_ids)
             mask[r, width - len(j.prompt_ids):] = 1
         positions = (mask.cumsum(-1) - 1).clamp(min=0)
-        gens = [torch.Generator().manual_seed(j.seed if j.seed is not None else int.from_bytes(uuid.uuid4().bytes[:4], "little"))
-                for j in jobs]
-        cache = DynamicCache()
-        out = model(input_ids=ids, attention_mask=mask, position_ids=positions, past_key_values=cache, use_cache=True)
-        logits = out.logits[:, -1].float()
-        tokens: list[list[int]] = [[] for _ in jobs]
-        sent = [0] * len(jobs)
-        done = [False] * len(jobs)
-        last_pos = positions[:, -1]
-        for step in range(max(j.max_new_tokens for j in jobs)):
-            nxt = torch.empty(len(jobs), dtype=torch.long)
-            for r, j in enumerate(jobs):
-                nxt[r] = _sample(logits[r], j.temperature, j.top_p, gens[r]) if not done[r] else pad
-            for r, j in enumerate(jobs):
-                if done[r]:
-                    continue
-                if j.cancelled.is_set():
-                    done[r] = True
-                    continue
-                t = int(nxt[r])
-                if t in eos:
-                    self._finish(j, tokens[r], sent, r, "stop")
-                    done[r] = True
-                    continue
-                tokens[r].append(t)
-                text = tok.decode(tokens[r], skip_special_tokens=True)
-                cut = _stop_at(text, j.stops)
-                if cut is not None:
-                    self._finish(j, tokens[r], sent, r, "stop", text[:cut])
-                    done[r] = True
-                    continue
-                if len(tokens[r]) >= j.max_new_tokens:
-                    self._finish(j, tokens[r], sent, r, "length", text)
-                    done[r] = True
-                    continue
-                safe = len(text) - max((len(s) - 1 for s in j.stops), default=0)
-                if text.endswith("\ufffd"):  # half of a multi-byte character: wait for the rest
-                    safe = min(safe, len(text) - 1)
-                if safe > sent[r]:
-                    j.emit("delta", text[sent[r]:safe])
-                    sent[r] = safe
-            if all(done):
-                break
-            mask = torch.cat([mask, torch.ones((len(jobs), 1), dtype=torch.long)], dim=1)
-            last_pos = last_pos + 1
-            out = model(input_ids=nxt[:, None], attention_mask=mask, position_ids=last_pos[:, None],
-                        past_key_values=cache, use_cache=True)
-            logits = out.logits[:, -1].float()
+        self.cache, self.mask, self.last_pos = DynamicCache(), mask, positions[:, -1]
+        self.logits = self._forward(input_ids=ids, attention_mask=mask, position_ids=positions)
+        seed = lambda j: j.seed if j.seed is not None else int.from_bytes(uuid.uuid4().bytes[:4], "little")  # noqa: E731
+        self.rows = [_Row(j, torch.Generator().manual_seed(seed(j))) for j in jobs]
 
-    def _finish(self, job: Job, toks: list[int], sent: list[int], r: int, reason: str, text: str | None = None):
+    def merge(self, other: "_Batch") -> None:
+        """Append ``other``'s rows, left-padding the shorter cache so both share one length."""
+        import torch
+        import torch.nn.functional as F
+
+        la, lb = self.mask.shape[1], other.mask.shape[1]
+        width = max(la, lb)
+        for mine, theirs in zip(self.cache.layers, other.cache.layers):
+            for attr in ("keys", "values"):
+                a, b = getattr(mine, attr), getattr(theirs, attr)
+                a = F.pad(a, (0, 0, width - la, 0))
+                b = F.pad(b, (0, 0, width - lb, 0))
+                setattr(mine, attr, torch.cat([a, b], dim=0))
+        self.mask = torch.cat([F.pad(self.mask, (width - la, 0)), F.pad(other.mask, (width - lb, 0))], dim=0)
+        self.last_pos = torch.cat([self.last_pos, other.last_pos])
+        self.logits = torch.cat([self.logits, other.logits])
+        self.rows += other.rows
+
+    def step(self) -> list[Job]:
+        """Sample one token for every row, stream it, drop finished rows, run the next forward.
+        Returns the jobs that finished."""
+        import torch
+
+        tok = self.engine.tokenizer
+        nxt = torch.full((len(self.rows),), tok.pad_token_id, dtype=torch.long)
+        finished: list[int] = []
+        for r, row in enumerate(self.rows):
+            j = row.job
+            if j.cancelled.is_set():
+                j.emit("done", "cancelled", len(row.tokens))
+                finished.append(r)
+                continue
+            t = _sample(self.logits[r], j.temperature, j.top_p, row.gen)
+            nxt[r] = t
+            if t in self.eos:
+                self._finish(row, "stop")
+                finished.append(r)
+                continue
+            row.tokens.append(t)
+            text = tok.decode(row.tokens, skip_special_tokens=True)
+            cut = _stop_at(text, j.stops)
+            if cut is not None:
+                self._finish(row, "stop", text[:cut])
+                finished.append(r)
+                continue
+            if len(row.tokens) >= j.max_new_tokens:
+                self._finish(row, "length", text)
+                finished.append(r)
+                continue
+            safe = len(text) - max((len(s) - 1 for s in j.stops), default=0)
+            if text.endswith("\ufffd"):  # half of a multi-byte character: wait for the rest
+                safe = min(safe, len(text) - 1)
+            if safe > row.sent:
+                j.emit("delta", text[row.sent:safe])
+                row.sent = safe
+        done = [self.rows[r].job for r in finished]
+        if finished:
+            keep = [r for r in range(len(self.rows)) if r not in set(finished)]
+            self.rows = [self.rows[r] for r in keep]
+            if not self.rows:
+                return done
+            index = torch.tensor(keep)
+            self.cache.batch_select_indices(index)
+            self.mask, self.last_pos, nxt = self.mask[index], self.last_pos[index], nxt[index]
+        self.mask = torch.cat([self.mask, torch.ones((len(self.rows), 1), dtype=torch.long)], dim=1)
+        self.last_pos = self.last_pos + 1
+        self.logits = self._forward(input_ids=nxt[:, None], attention_mask=self.mask,
+                                    position_ids=self.last_pos[:, None])
+        return done
+
+    def _finish(self, row: _Row, reason: str, text: str | None = None) -> None:
         if text is None:
-            text = self.tokenizer.decode(toks, skip_special_tokens=True)
-        if len(text) > sent[r]:
-            job.emit("delta", text[sent[r]:])
-            sent[r] = len(text)
-        job.emit("done", reason, len(toks))
+            text = self.engine.tokenizer.decode(row.tokens, skip_special_tokens=True)
+        if len(text) > row.sent:
+            row.job.emit("delta", text[row.sent:])
+            row.sent = len(text)
+        row.job.emit("done", reason, len(row.tokens))
 
 
 def _as_list(value) -> list[int]:

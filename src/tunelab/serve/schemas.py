@@ -26,6 +26,10 @@ class _Sampling(BaseModel):
     seed: int | None = None
     n: int = Field(1, ge=1, le=1)
     stream: bool = False
+    stream_options: dict | None = None  # {"include_usage": true}: a last chunk carries usage
+
+    def include_usage(self) -> bool:
+        return bool(self.stream and self.stream_options and self.stream_options.get("include_usage"))
 
     @field_validator("stop")
     @classmethod
