@@ -44,6 +44,7 @@ def one(method: str, steps: int, work: Path) -> dict:
         "trainable": s["trainable"]["trainable"],
         "trainable_percent": s["trainable"]["percent"],
         "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
+        "model_mb": s["trainable"]["model_mb"],
         "tokens_per_s": s["tokens_per_second"],
         "val_loss": s["eval_loss"],
         "wall_s": round(time.perf_counter() - start, 1),
@@ -69,13 +70,15 @@ def main() -> None:
         else:
             results.append(json.loads(proc.stdout.strip().splitlines()[-1]))
         print(f"# {method}: {results[-1]}", file=sys.stderr, flush=True)
-    print(f"| method | trainable | trainable % | peak RSS (MB) | tokens/s | val loss after {args.steps} steps | lr |")
-    print("|---|---:|---:|---:|---:|---:|---:|")
+    print(f"| method | trainable | trainable % | model in memory (MB) | peak RSS (MB) | tokens/s | "
+          f"val loss after {args.steps} steps | lr |")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|")
     for r in results:
         if "error" in r:
-            print(f"| {r['method']} | error: {r['error']} | | | | | |")
+            print(f"| {r['method']} | error: {r['error']} | | | | | | |")
         else:
-            print(f"| {r['method']} | {r['trainable']:,} | {r['trainable_percent']:.3f} | {r['peak_rss_mb']:,} | "
+            print(f"| {r['method']} | {r['trainable']:,} | {r['trainable_percent']:.3f} | {r['model_mb']:,} | "
+                  f"{r['peak_rss_mb']:,} | "
                   f"{r['tokens_per_s']} | {r['val_loss']} | {r['lr']:g} |")
     print(json.dumps({"steps": args.steps, "results": results}))
 

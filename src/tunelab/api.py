@@ -166,6 +166,7 @@ def train(cfg: RunConfig, *, out: str | Path | None = None, resume: str | Path |
     model = load_model(ref, dtype, cfg.model.trust_remote_code, **load_kwargs)
     model = method.apply(model, settings)
     trainable = methods.trainable_summary(model)
+    trainable["model_mb"] = round(_footprint(model) / 2**20, 1)
     events({"event": "trainable", **trainable})
 
     summary = sft.run(model, tokenizer, enc_train.rows, enc_val.rows, cfg, run,
@@ -176,6 +177,12 @@ def train(cfg: RunConfig, *, out: str | Path | None = None, resume: str | Path |
         "train_rows": len(enc_train.rows), "val_rows": len(enc_val.rows), "base_dtype": dtype, **summary,
     })
     return run
+
+
+def _footprint(model) -> int:
+    """Bytes of the model's weights and buffers as held in memory (4-bit weights count as packed)."""
+    tensors = list(model.parameters()) + list(model.buffers())
+    return sum(t.numel() * t.element_size() for t in tensors)
 
 
 def _save_weights(method, model, tokenizer, target: Path) -> None:
@@ -250,12 +257,17 @@ def reply(loaded: Loaded, messages: list[dict], *, max_new_tokens: int = 256,
 
 # ---------------------------------------------------------------- evaluate
 
-def evaluate(target: str | Path, data: str | Path, *, limit: int | None = None,
+def evaluate(target: str | Path, data: str | Path, *, limit: int | None = None, forgetting: bool = True,
+             bias: bool = True, judge: str | None = None, judge_key: str | None = None,
              events: EventSink = no_events) -> dict:
-    """Base vs tuned on the same rows: loss, perplexity, ROUGE-L, exact match, samples."""
+    """Base vs tuned on the same rows (loss, perplexity, ROUGE-L, BLEU, exact match, token F1,
+    samples), plus general-knowledge forgetting, bias probes, overfitting and an optional judge.
+    Writes eval.json, report.md and report.html into the run."""
     from contextlib import nullcontext
 
-    from tunelab.evaluate import metrics, report
+    from tunelab.evaluate import bias as bias_probe
+    from tunelab.evaluate import forgetting as forget
+    from tunelab.evaluate import metrics, overfit, report
     from tunelab.evaluate.generate import generate
 
     run = open_run(target)
@@ -263,33 +275,53 @@ def evaluate(target: str | Path, data: str | Path, *, limit: int | None = None,
     rows = dataset.load_conversations(data)
     limit = limit or cfg.eval.limit
     rows = rows[:limit] if limit else rows
-    loaded = load(run.path)
-    base_model = None
-    if not loaded.is_adapter:
-        base_model = load_model(loaded.ref, "float32", cfg.model.trust_remote_code)
+    method = methods.get(cfg.method.name)
+    dtype = cfg.eval.dtype
+    if dtype == "auto":  # generation reads every weight per token: bf16 halves the bytes
+        dtype = fastpath.base_dtype(method.name, use_bf16("auto"))
+    loaded = load(run.path, dtype)
+    base_model = None if loaded.is_adapter else load_model(loaded.ref, dtype, cfg.model.trust_remote_code)
     tok = loaded.tokenizer
     prompts, refs = zip(*(prompt_and_reference(m) for m in rows))
+    refs = list(refs)
     prompt_ids = [encode_prompt(tok, p) for p in prompts]
     encoded = dataset.encode_split(tok, list(rows), cfg.data.max_length, False).rows
+    questions = forget.probe_questions()
+    if cfg.eval.probe_questions and len(questions) > cfg.eval.probe_questions:
+        step = len(questions) / cfg.eval.probe_questions
+        questions = [questions[int(i * step)] for i in range(cfg.eval.probe_questions)]
 
-    def side(name: str) -> dict:
+    def model_for(name: str):
         model = loaded.model if name == "tuned" or base_model is None else base_model
         ctx = methods.base_only(loaded.model) if (name == "base" and loaded.is_adapter) else nullcontext()
-        events({"event": "eval_side", "side": name, "total": len(rows)})
+        return model, ctx
+
+    def gen(model, name: str, ids: list[list[int]], max_new: int, label: str) -> list[str]:
+        events({"event": "eval_side", "side": f"{label} ({name})", "total": len(ids)})
+        return generate(model, tok, ids, max_new_tokens=max_new, batch_size=cfg.eval.batch_size,
+                        progress=lambda k: events({"event": "generated", "side": f"{label} ({name})", "n": k}))
+
+    def side(name: str) -> dict:
+        model, ctx = model_for(name)
         with ctx:
             loss = metrics.reference_loss(model, encoded, batch_size=cfg.eval.batch_size)
-            answers = generate(model, tok, prompt_ids, max_new_tokens=cfg.eval.max_new_tokens,
-                               batch_size=cfg.eval.batch_size,
-                               progress=lambda k: events({"event": "generated", "side": name, "n": k}))
-        return {
-            "scores": {
+            answers = gen(model, name, prompt_ids, cfg.eval.max_new_tokens, "task")
+            out: dict = {"scores": {
                 "loss": round(loss, 4),
                 "perplexity": round(metrics.perplexity(loss), 4),
-                "rougeL": round(metrics.rouge_l(answers, list(refs)), 4),
-                "exact_match": round(metrics.exact_match(answers, list(refs)), 4),
-            },
-            "answers": answers,
-        }
+                "rougeL": round(metrics.rouge_l(answers, refs), 4),
+                "bleu": round(metrics.bleu(answers, refs), 4),
+                "exact_match": round(metrics.exact_match(answers, refs), 4),
+                "token_f1": round(metrics.token_f1(answers, refs), 4),
+            }, "answers": answers}
+            if forgetting:
+                q_ids = [encode_prompt(tok, [{"role": "user", "content": q["question"]}]) for q in questions]
+                ask = lambda _qs: gen(model, name, q_ids, 24, "general QA")  # noqa: E731
+                out["forgetting"] = forget.side(model, tok, ask, rows=questions)
+            if bias:
+                events({"event": "note", "text": f"bias probes ({name})"})
+                out["bias"] = bias_probe.scores(model, tok)
+        return out
 
     start = time.perf_counter()
     base, tuned = side("base"), side("tuned")
@@ -298,15 +330,50 @@ def evaluate(target: str | Path, data: str | Path, *, limit: int | None = None,
         "data": str(data),
         "base": base["scores"],
         "tuned": tuned["scores"],
-        "seconds": round(time.perf_counter() - start, 1),
+        "overfitting": overfit.analyse(run.read_metrics()),
         "samples": [
             {"prompt": prompts[i][-1]["content"], "reference": refs[i],
              "base": base["answers"][i], "tuned": tuned["answers"][i]}
             for i in range(min(cfg.eval.samples, len(rows)))
         ],
     }
+    if forgetting:
+        result["forgetting"] = {"base": base["forgetting"], "tuned": tuned["forgetting"],
+                                "delta": forget.delta(base["forgetting"], tuned["forgetting"])}
+    if bias:
+        result["bias"] = bias_probe.compare(base["bias"], tuned["bias"])
+    if judge:
+        from tunelab.evaluate import judge as judging
+
+        events({"event": "note", "text": f"judging with {judge}"})
+        verdicts = judging.win_rate(judging.make_judge(judge, judge_key), [p[-1]["content"] for p in prompts], refs,
+                                    base["answers"], tuned["answers"], seed=cfg.train.seed)
+        result["judge"] = {"judge": judge, **verdicts}
+    result["seconds"] = round(time.perf_counter() - start, 1)
     report.write(run, result)
     return result
+
+
+def compare(run_dirs: list[str | Path]) -> list[dict]:
+    """One row per run: method, size, training and (when evaluated) evaluation numbers."""
+    import json
+
+    rows = []
+    for path in run_dirs:
+        run = open_run(path)
+        s = run.summary()
+        ev = json.loads((run.path / "eval.json").read_text()) if (run.path / "eval.json").is_file() else {}
+        fg, bias, of = ev.get("forgetting"), ev.get("bias"), ev.get("overfitting")
+        rows.append({
+            "run": run.name, "method": s.get("method"), "trainable %": s.get("trainable", {}).get("percent"),
+            "steps": s.get("steps"), "train loss": s.get("train_loss"), "val loss": s.get("eval_loss"),
+            "rougeL": ev.get("tuned", {}).get("rougeL"), "exact_match": ev.get("tuned", {}).get("exact_match"),
+            "QA drop": fg["delta"]["qa_accuracy_drop"] if fg else None,
+            "ppl ×": fg["delta"]["prose_perplexity_ratio"] if fg else None,
+            "bias amplified": bias["amplified"] if bias else None,
+            "overfit": (f"from step {of['began_at_step']}" if of["flag"] else "no") if of else None,
+        })
+    return rows
 
 
 # ---------------------------------------------------------------- demo

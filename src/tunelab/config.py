@@ -61,6 +61,9 @@ class TrainSection(_Section):
     grad_accum: int = Field(1, ge=1, description="gradient accumulation steps")
     warmup_ratio: float = Field(0.05, ge=0, lt=1, description="share of steps spent warming up the learning rate")
     scheduler: str = Field("cosine", description="learning-rate schedule (linear, cosine, constant, ...)")
+    early_stopping_patience: int | None = Field(
+        None, ge=1, description="stop after this many evaluations without a better validation loss")
+    neftune_noise_alpha: float | None = Field(None, gt=0, description="NEFTune embedding noise (e.g. 5)")
     weight_decay: float = Field(0.0, ge=0, description="AdamW weight decay")
     max_grad_norm: float = Field(1.0, gt=0, description="gradient clipping norm")
     bf16: Literal["auto", "on", "off"] = Field("auto", description="bf16 autocast: auto uses it where the CPU/GPU supports it")
@@ -85,6 +88,9 @@ class EvalSection(_Section):
     max_new_tokens: int = Field(128, ge=1, description="generation budget per answer")
     batch_size: int = Field(16, ge=1, description="rows generated together")
     samples: int = Field(3, ge=0, description="side-by-side samples shown in the report")
+    probe_questions: int = Field(100, ge=0, description="general-knowledge questions asked for forgetting (0: all)")
+    dtype: Literal["auto", "float32", "bfloat16"] = Field(
+        "auto", description="dtype for evaluation; auto: bf16 where supported (for a bf16-safe method)")
 
 
 class RunConfig(_Section):

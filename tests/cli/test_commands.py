@@ -72,12 +72,18 @@ def test_eval_json_shape_and_files(capsys, cli_run):
     result = json.loads(out)
     assert result["n"] == 4
     for side in ("base", "tuned"):
-        assert set(result[side]) == {"loss", "perplexity", "rougeL", "exact_match"}
+        assert set(result[side]) == {"loss", "perplexity", "rougeL", "bleu", "exact_match", "token_f1"}
     assert result["tuned"]["loss"] < result["base"]["loss"]
+    assert set(result["forgetting"]) == {"base", "tuned", "delta"}
+    assert set(result["bias"]["axes"]) == {"gender", "nationality", "religion", "age"}
+    assert "flag" in result["overfitting"]
     saved = json.loads((cli_run / "run" / "eval.json").read_text())
     assert saved["base"] == result["base"] and len(saved["samples"]) == 3
     report = (cli_run / "run" / "report.md").read_text()
-    assert "## Base vs tuned" in report and "## Samples" in report
+    page = (cli_run / "run" / "report.html").read_text()
+    for section in ("Base vs tuned", "Overfitting", "Catastrophic forgetting", "Bias", "Data", "Sample 1"):
+        assert f"## {section}" in report and f"<h2>{section}" in page
+    assert "![loss curves](plots/loss.png)" in report and "data:image/png;base64," in page
 
 
 def test_chat_one_prompt(capsys, cli_run, tiny_model):

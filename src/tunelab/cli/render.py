@@ -55,6 +55,8 @@ class ProgressView:
         elif kind == "eval_side":
             self.eval_tasks[event["side"]] = self.progress.add_task(
                 f"generate ({event['side']})", total=event["total"], info="")
+        elif kind == "note":
+            self.progress.console.print(f"[dim]{event['text']}[/dim]")
         elif kind == "generated":
             self.progress.advance(self.eval_tasks[event["side"]], event["n"])
 

@@ -63,3 +63,28 @@ def perplexity(loss: float) -> float:
     return math.exp(min(loss, 50.0))
 
 
+
+
+def token_f1(predictions: list[str], references: list[str]) -> float:
+    """Mean SQuAD-style token F1 between normalised prediction and reference."""
+    from collections import Counter
+
+    scores = []
+    for p, r in zip(predictions, references):
+        pt, rt = normalise(p).split(), normalise(r).split()
+        common = sum((Counter(pt) & Counter(rt)).values())
+        if not pt or not rt or not common:
+            scores.append(float(pt == rt))
+            continue
+        precision, recall = common / len(pt), common / len(rt)
+        scores.append(2 * precision * recall / (precision + recall))
+    return sum(scores) / max(len(scores), 1)
+
+
+def bleu(predictions: list[str], references: list[str]) -> float:
+    """Corpus BLEU (sacrebleu, 0-100)."""
+    import sacrebleu
+
+    if not references:
+        return 0.0
+    return float(sacrebleu.corpus_bleu(predictions, [references]).score)

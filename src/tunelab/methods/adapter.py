@@ -48,7 +48,8 @@ class Bottleneck(nn.Module):
     def forward(self, hidden: torch.Tensor) -> torch.Tensor:
         if not self.enabled:
             return hidden
-        return hidden + self.up(self.act(self.down(hidden))).to(hidden.dtype)
+        x = hidden.to(self.down.weight.dtype)
+        return hidden + self.up(self.act(self.down(x))).to(hidden.dtype)
 
 
 def _hook(adapter: Bottleneck):

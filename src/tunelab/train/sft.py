@@ -51,6 +51,7 @@ def run(
     events: EventSink = no_events,
 ) -> dict:
     """Train ``model`` in place; return a summary (steps, losses, time, throughput)."""
+    from transformers import EarlyStoppingCallback
     from trl import SFTConfig, SFTTrainer
 
     from tunelab.train.callbacks import EventCallback, MetricsCallback
@@ -60,6 +61,7 @@ def run(
     bf16 = use_bf16(t.bf16)
     checkpointing = _checkpointing(model, train_rows, cfg, bf16)
     packed = fastpath.padding_free(cfg.method.name, t.fast)
+    stopping = bool(t.early_stopping_patience and val_rows)  # restore the best checkpoint at the end
     args = SFTConfig(
         output_dir=str(run_dir.checkpoints),
         num_train_epochs=t.epochs,
@@ -78,7 +80,11 @@ def run(
         eval_strategy="steps" if val_rows else "no",
         eval_steps=plan.eval_steps,
         save_strategy="steps",
-        save_steps=plan.save_steps,
+        save_steps=plan.eval_steps if stopping else plan.save_steps,
+        load_best_model_at_end=stopping,
+        metric_for_best_model="eval_loss" if stopping else None,
+        greater_is_better=False if stopping else None,
+        neftune_noise_alpha=t.neftune_noise_alpha,
         save_total_limit=t.save_total_limit,
         seed=t.seed,
         data_seed=t.seed,
@@ -96,7 +102,8 @@ def run(
         eval_dataset=_dataset(val_rows) if val_rows else None,
         processing_class=tokenizer,
         data_collator=fastpath.PackingCollator(model.config._attn_implementation) if packed else None,
-        callbacks=[MetricsCallback(run_dir.metrics), EventCallback(events)],
+        callbacks=[MetricsCallback(run_dir.metrics), EventCallback(events)]
+        + ([EarlyStoppingCallback(early_stopping_patience=t.early_stopping_patience)] if stopping else []),
     )
     from transformers.trainer_callback import PrinterCallback
 
@@ -117,7 +124,14 @@ def run(
         "bf16": bf16,
         "padding_free": packed,
         "gradient_checkpointing": checkpointing,
+        "best_step": _best_step(trainer) if stopping else None,
+        "stopped_early": stopping and trainer.state.global_step < plan.total_steps,
     }
+
+
+def _best_step(trainer) -> int | None:
+    best = trainer.state.best_model_checkpoint
+    return int(best.rsplit("-", 1)[-1]) if best else None
 
 
 def _checkpointing(model, rows: list[Encoded], cfg: RunConfig, bf16: bool) -> bool:
