@@ -85,8 +85,10 @@ def run_tunelab(train: Path, val: Path, steps: int, out: Path) -> dict:
     from tunelab import api
     from tunelab.config import build_config
 
+    # no evaluation or checkpoint inside the timed loop (the TRL side has none either); the
+    # validation loss is computed after training, as on the TRL side
     cfg = build_config(overrides={"data.train": str(train), "data.val": str(val), "train.max_steps": steps},
-                       sets=[f"train.eval_steps={steps}", f"train.save_steps={steps}"])
+                       sets=[f"train.eval_steps={steps + 1}", f"train.save_steps={steps + 1}"])
     run = api.train(cfg, out=out / "run")
     s = run.summary()
     return {"seconds": s["train_seconds"], "real_tokens": s["real_tokens"], "val_loss": s["eval_loss"],

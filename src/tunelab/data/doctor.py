@@ -74,7 +74,9 @@ def _words(text: str) -> list[str]:
 def repetitive(answer: str) -> bool:
     """True when an answer mostly repeats itself (few distinct word 3-grams, or a repeated line)."""
     words = _words(answer)
-    if len(words) >= 12:
+    # Trigrams starting with different words differ, so there are at least (distinct words - 2)
+    # distinct trigrams: with that many words the 3-gram test below cannot fire; skip building it.
+    if len(words) >= 12 and len(set(words)) - 2 < 0.5 * (len(words) - 2):
         grams = [tuple(words[i:i + 3]) for i in range(len(words) - 2)]
         if len(set(grams)) / len(grams) < 0.5:
             return True
