@@ -17,7 +17,7 @@ import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from tunelab.errors import ModelError, RunError
+from tunelab.errors import RunError
 
 
 class QueueFull(Exception):
@@ -373,7 +373,3 @@ def _sample(logits, temperature: float, top_p: float, gen) -> int:
         probs = torch.zeros_like(probs).scatter(0, order, sorted_p)
     return int(torch.multinomial(probs / probs.sum(), 1, generator=gen))
 
-
-def check_model(engine: Engine, name: str) -> None:
-    if not engine.knows(name):
-        raise ModelError(f"model '{name}' not found (serving: {', '.join(engine.model_names())})")
