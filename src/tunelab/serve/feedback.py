@@ -17,10 +17,10 @@ def export_preferences(db: str | Path, out: str | Path) -> tuple[int, int]:
         raise DataError(f"{db}: no such request log (start `tunelab serve --db {db}` first)")
     store = Store(db)
     rows = store.rows(
-        "SELECT r.messages, r.prompt, r.answer, f.preferred_output FROM feedback f JOIN requests r "
+        "SELECT r.prompt, r.answer, f.preferred_output FROM feedback f JOIN requests r "
         "ON r.id = f.request_id WHERE f.preferred_output IS NOT NULL ORDER BY f.ts")
     pairs, skipped = [], 0
-    for messages, prompt, answer, preferred in rows:
+    for prompt, answer, preferred in rows:
         if prompt is None or answer is None or not preferred.strip() or preferred.strip() == answer.strip():
             skipped += 1  # no logged content (--log-content was off), or nothing to prefer
             continue

@@ -11,7 +11,7 @@ SCHEMA = """
 CREATE TABLE IF NOT EXISTS requests (
     id TEXT PRIMARY KEY, ts REAL, model TEXT, status INTEGER, prompt_tokens INTEGER,
     completion_tokens INTEGER, latency_ms REAL, ttft_ms REAL, finish_reason TEXT,
-    prompt TEXT, answer TEXT, messages TEXT
+    prompt TEXT, answer TEXT
 );
 CREATE TABLE IF NOT EXISTS feedback (
     request_id TEXT, ts REAL, rating INTEGER, preferred_output TEXT, comment TEXT
@@ -31,13 +31,13 @@ class Store:
 
     def log_request(self, *, id: str, model: str, status: int, prompt_tokens: int, completion_tokens: int,
                     latency_ms: float, ttft_ms: float | None, finish_reason: str | None,
-                    prompt: str | None = None, answer: str | None = None, messages: str | None = None) -> None:
+                    prompt: str | None = None, answer: str | None = None) -> None:
         keep = self.log_content
         with self._lock:
             self._db.execute(
-                "INSERT OR REPLACE INTO requests VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
+                "INSERT OR REPLACE INTO requests VALUES (?,?,?,?,?,?,?,?,?,?,?)",
                 (id, time.time(), model, status, prompt_tokens, completion_tokens, latency_ms, ttft_ms,
-                 finish_reason, prompt if keep else None, answer if keep else None, messages if keep else None))
+                 finish_reason, prompt if keep else None, answer if keep else None))
             self._db.commit()
 
     def has_request(self, request_id: str) -> bool:
