@@ -268,7 +268,7 @@ def evaluate(target: str | Path, data: str | Path, *, limit: int | None = None, 
     from tunelab.evaluate import bias as bias_probe
     from tunelab.evaluate import forgetting as forget
     from tunelab.evaluate import metrics, overfit, report
-    from tunelab.evaluate.generate import generate
+    from tunelab.evaluate.generate import generate, generate_and_score, is_prompt_learning
 
     run = open_run(target)
     cfg = run.config()
@@ -286,6 +286,7 @@ def evaluate(target: str | Path, data: str | Path, *, limit: int | None = None, 
     refs = list(refs)
     prompt_ids = [encode_prompt(tok, p) for p in prompts]
     encoded = dataset.encode_split(tok, list(rows), cfg.data.max_length, False).rows
+    continuations = _continuations(tok, rows, prompt_ids, cfg.data.max_length)
     questions = forget.probe_questions()
     if cfg.eval.probe_questions and len(questions) > cfg.eval.probe_questions:
         step = len(questions) / cfg.eval.probe_questions
@@ -301,11 +302,26 @@ def evaluate(target: str | Path, data: str | Path, *, limit: int | None = None, 
         return generate(model, tok, ids, max_new_tokens=max_new, batch_size=cfg.eval.batch_size,
                         progress=lambda k: events({"event": "generated", "side": f"{label} ({name})", "n": k}))
 
+    max_new = cfg.eval.max_new_tokens
+    if max_new == "auto":  # room for every reference answer, not for a base model's rambling
+        longest = max((len(ids) for ids in tok(refs, add_special_tokens=False)["input_ids"]), default=64)
+        max_new = min(512, int(1.5 * longest) + 16)
+
     def side(name: str) -> dict:
+        if name == "tuned" and loaded.is_adapter and method.can_merge and not getattr(loaded.model, "is_quantized", False):
+            # the base side is done: fold the adapter into the weights so decoding runs plain
+            # matmuls (the same weights `export --merge` writes)
+            loaded.model = loaded.model.merge_and_unload()
         model, ctx = model_for(name)
         with ctx:
-            loss = metrics.reference_loss(model, encoded, batch_size=cfg.eval.batch_size)
-            answers = gen(model, name, prompt_ids, cfg.eval.max_new_tokens, "task")
+            if continuations and not is_prompt_learning(model):  # one prefill serves loss and answers
+                events({"event": "eval_side", "side": f"task ({name})", "total": len(prompt_ids)})
+                answers, loss = generate_and_score(
+                    model, tok, prompt_ids, continuations, max_new_tokens=max_new, batch_size=cfg.eval.batch_size,
+                    progress=lambda k: events({"event": "generated", "side": f"task ({name})", "n": k}))
+            else:
+                loss = metrics.reference_loss(model, encoded, batch_size=cfg.eval.batch_size)
+                answers = gen(model, name, prompt_ids, max_new, "task")
             out: dict = {"scores": {
                 "loss": round(loss, 4),
                 "perplexity": round(metrics.perplexity(loss), 4),
@@ -352,6 +368,20 @@ def evaluate(target: str | Path, data: str | Path, *, limit: int | None = None, 
     result["seconds"] = round(time.perf_counter() - start, 1)
     report.write(run, result)
     return result
+
+
+def _continuations(tok, rows, prompt_ids, max_length) -> list[tuple[list[int], list[int]]] | None:
+    """Each row's reference answer as (token ids, labels) continuing its generation prompt, or
+    None when some row's training encoding does not start with that prompt (a chat template
+    that renders the prompt differently once the answer follows) or scores earlier turns."""
+    out = []
+    for messages, prompt in zip(rows, prompt_ids):
+        enc = dataset.encode_chat(tok, list(messages), max_length, False)
+        n = len(prompt)
+        if enc.input_ids[:n] != prompt or any(label != -100 for label in enc.labels[:n]):
+            return None
+        out.append((enc.input_ids[n:], enc.labels[n:]))
+    return out
 
 
 def compare(run_dirs: list[str | Path]) -> list[dict]:

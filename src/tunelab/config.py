@@ -85,8 +85,9 @@ class TrainSection(_Section):
 
 class EvalSection(_Section):
     limit: int | None = Field(None, ge=1, description="evaluate at most this many test rows")
-    max_new_tokens: int = Field(128, ge=1, description="generation budget per answer")
-    batch_size: int = Field(32, ge=1, description="rows generated together")
+    max_new_tokens: int | Literal["auto"] = Field(
+        "auto", description="generation budget per answer; auto: 1.5x the longest reference answer + 16 tokens (at most 512)")
+    batch_size: int = Field(64, ge=1, description="rows generated together")
     samples: int = Field(3, ge=0, description="side-by-side samples shown in the report")
     probe_questions: int = Field(100, ge=0, description="general-knowledge questions asked for forgetting (0: all)")
     dtype: Literal["auto", "float32", "bfloat16"] = Field(

@@ -245,3 +245,18 @@ def test_monitor_reports_traffic_and_drift(server, capsys):
     drift = alpha["drift"]
     assert drift["prompt_tokens_trained_p50"] > 0 and 0 <= drift["length_ks"] <= 1
     assert 0 < drift["unseen_word_share"] < 1  # "code word N" was trained on; "entirely new" was not
+
+
+def test_prompt_learning_runs_are_refused_with_a_reason(tiny_model, tmp_path):
+    from tunelab.config import RunConfig
+    from tunelab.errors import RunError
+    from tunelab.serve.engine import find_adapters
+
+    run = tmp_path / "prefix-run"
+    (run / "adapter").mkdir(parents=True)
+    cfg = RunConfig.model_validate({"model": {"name": tiny_model}, "method": {"name": "prefix"}})
+    (run / "config.yaml").write_text(cfg.to_yaml())
+    (run / "adapter" / "adapter_config.json").write_text('{"peft_type": "PREFIX_TUNING"}')
+    with pytest.raises(RunError, match="prefix.*LoRA"):
+        find_adapters(tiny_model, {"p": str(run)}, None)
+    assert find_adapters(tiny_model, {}, str(tmp_path)) == {}  # skipped when found by scanning a folder

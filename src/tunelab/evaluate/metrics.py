@@ -30,12 +30,21 @@ def rouge_l(predictions: list[str], references: list[str]) -> float:
 
 
 def reference_loss(model, encoded: list, batch_size: int = 8) -> float:
-    """Mean cross-entropy per target token of the reference answers (teacher forcing)."""
+    """Mean cross-entropy per target token of the reference answers (teacher forcing).
+
+    Rows are left-padded so every answer ends in the last column; the LM head then runs only
+    over the last positions that hold an answer token (the vocabulary projection is a fifth
+    of a small model's FLOPs per position, and most positions are prompt). Prompt-learning
+    adapters ignore position ids, so for them rows are right-padded and scored whole.
+    """
     import torch
     import torch.nn.functional as F
 
+    from tunelab.evaluate.generate import contiguous_head, is_prompt_learning
+
     total, count = 0.0, 0
     device = next(model.parameters()).device
+    left = not is_prompt_learning(model)
     was_training = model.training
     model.eval()
     for start in range(0, len(encoded), batch_size):
@@ -44,15 +53,23 @@ def reference_loss(model, encoded: list, batch_size: int = 8) -> float:
         ids = torch.zeros((len(chunk), width), dtype=torch.long)
         labels = torch.full((len(chunk), width), -100, dtype=torch.long)
         mask = torch.zeros((len(chunk), width), dtype=torch.long)
+        keep = 2
         for row, e in enumerate(chunk):
             n = len(e.input_ids)
-            ids[row, :n] = torch.tensor(e.input_ids)
-            labels[row, :n] = torch.tensor(e.labels)
-            mask[row, :n] = 1
-        with torch.inference_mode():
-            logits = model(input_ids=ids.to(device), attention_mask=mask.to(device)).logits.float()
+            cols = slice(width - n, width) if left else slice(0, n)
+            ids[row, cols] = torch.tensor(e.input_ids)
+            labels[row, cols] = torch.tensor(e.labels)
+            mask[row, cols] = 1
+            first = next((i for i, t in enumerate(e.labels) if t != -100), n)
+            keep = max(keep, n - first + 1)  # the answer's tokens and the position predicting the first
+        keep = min(keep, width) if left else width
+        inputs = {"input_ids": ids.to(device), "attention_mask": mask.to(device)}
+        if left:
+            inputs.update(position_ids=(mask.cumsum(-1) - 1).clamp(min=0).to(device), logits_to_keep=keep)
+        with torch.inference_mode(), contiguous_head(model):
+            logits = model(**inputs).logits.float()[:, -keep:]
         shift_logits = logits[:, :-1].reshape(-1, logits.size(-1))
-        shift_labels = labels[:, 1:].reshape(-1).to(device)
+        shift_labels = labels[:, width - keep + 1:].reshape(-1).to(device)
         total += F.cross_entropy(shift_logits, shift_labels, ignore_index=-100, reduction="sum").item()
         count += int((shift_labels != -100).sum())
     model.train(was_training)

@@ -68,6 +68,10 @@ def find_adapters(base: str, adapters: dict[str, str], runs_dir: str | None) -> 
         if not (run.adapter / "adapter_config.json").is_file():
             raise RunError(f"{run_path}: has no PEFT adapter to serve (method '{cfg.method.name}'); "
                            "serve a merged export with --model instead")
+        if cfg.method.name in ("prefix", "prompt"):
+            raise RunError(f"{run_path}: method '{cfg.method.name}' prepends trained tokens to every forward pass, "
+                           "which the batching engine cannot share between requests; serve LoRA, DoRA, QLoRA or IA3 "
+                           "adapters (use `tunelab chat` for this run)")
         found[served_name(base, name)] = Adapter(served_name(base, name), run.adapter)
 
     for name, path in adapters.items():
@@ -232,66 +236,37 @@ class _Row:
 
 
 class _Batch:
-    """Rows decoding together with one KV cache; rows are left-padded to a common length."""
+    """Rows decoding together (a :class:`DecodeBatch`), one request per row."""
 
     def __init__(self, engine: Engine, model, model_name: str, base_only: bool) -> None:
-        self.engine, self.model, self.model_name, self.base_only = engine, model, model_name, base_only
+        from tunelab.evaluate.generate import DecodeBatch, stop_ids
+
+        self.engine, self.model_name = engine, model_name
         self.rows: list[_Row] = []
-        tok = engine.tokenizer
-        self.eos = set(_as_list(getattr(model.generation_config, "eos_token_id", None))) | {tok.eos_token_id}
-        self.cache = self.mask = self.last_pos = self.logits = None
+        self.eos = stop_ids(model, engine.tokenizer)
+        self.decode = DecodeBatch(model, engine.tokenizer.pad_token_id,
+                                  forward_ctx=model.disable_adapter if base_only else None)
 
     def jobs(self) -> list[Job]:
         return [r.job for r in self.rows]
 
-    def _forward(self, **inputs):
-        import contextlib
-
-        import torch
-
-        ctx = self.model.disable_adapter() if self.base_only else contextlib.nullcontext()
-        with ctx, torch.inference_mode():
-            return self.model(**inputs, past_key_values=self.cache, use_cache=True).logits[:, -1].float()
-
     def prefill(self, jobs: list[Job]) -> None:
         import torch
-        from transformers import DynamicCache
 
-        pad = self.engine.tokenizer.pad_token_id
-        width = max(len(j.prompt_ids) for j in jobs)
-        ids = torch.full((len(jobs), width), pad, dtype=torch.long)
-        mask = torch.zeros((len(jobs), width), dtype=torch.long)
-        for r, j in enumerate(jobs):
-            ids[r, width - len(j.prompt_ids):] = torch.tensor(j.prompt_ids)
-            mask[r, width - len(j.prompt_ids):] = 1
-        positions = (mask.cumsum(-1) - 1).clamp(min=0)
-        self.cache, self.mask, self.last_pos = DynamicCache(), mask, positions[:, -1]
-        self.logits = self._forward(input_ids=ids, attention_mask=mask, position_ids=positions)
+        self.decode.prefill([j.prompt_ids for j in jobs])
         seed = lambda j: j.seed if j.seed is not None else int.from_bytes(uuid.uuid4().bytes[:4], "little")  # noqa: E731
         self.rows = [_Row(j, torch.Generator().manual_seed(seed(j))) for j in jobs]
 
     def merge(self, other: "_Batch") -> None:
-        """Append ``other``'s rows, left-padding the shorter cache so both share one length."""
-        import torch
-        import torch.nn.functional as F
-
-        la, lb = self.mask.shape[1], other.mask.shape[1]
-        width = max(la, lb)
-        for mine, theirs in zip(self.cache.layers, other.cache.layers):
-            for attr in ("keys", "values"):
-                a, b = getattr(mine, attr), getattr(theirs, attr)
-                a = F.pad(a, (0, 0, width - la, 0))
-                b = F.pad(b, (0, 0, width - lb, 0))
-                setattr(mine, attr, torch.cat([a, b], dim=0))
-        self.mask = torch.cat([F.pad(self.mask, (width - la, 0)), F.pad(other.mask, (width - lb, 0))], dim=0)
-        self.last_pos = torch.cat([self.last_pos, other.last_pos])
-        self.logits = torch.cat([self.logits, other.logits])
+        self.decode.merge(other.decode)
         self.rows += other.rows
 
     def step(self) -> list[Job]:
         """Sample one token for every row, stream it, drop finished rows, run the next forward.
         Returns the jobs that finished."""
         import torch
+
+        from tunelab.evaluate.generate import pick
 
         tok = self.engine.tokenizer
         nxt = torch.full((len(self.rows),), tok.pad_token_id, dtype=torch.long)
@@ -302,7 +277,7 @@ class _Batch:
                 j.emit("done", "cancelled", len(row.tokens))
                 finished.append(r)
                 continue
-            t = _sample(self.logits[r], j.temperature, j.top_p, row.gen)
+            t = int(pick(self.decode.logits[r:r + 1], j.temperature, j.top_p, row.gen)[0])
             nxt[r] = t
             if t in self.eos:
                 self._finish(row, "stop")
@@ -331,13 +306,9 @@ class _Batch:
             self.rows = [self.rows[r] for r in keep]
             if not self.rows:
                 return done
-            index = torch.tensor(keep)
-            self.cache.batch_select_indices(index)
-            self.mask, self.last_pos, nxt = self.mask[index], self.last_pos[index], nxt[index]
-        self.mask = torch.cat([self.mask, torch.ones((len(self.rows), 1), dtype=torch.long)], dim=1)
-        self.last_pos = self.last_pos + 1
-        self.logits = self._forward(input_ids=nxt[:, None], attention_mask=self.mask,
-                                    position_ids=self.last_pos[:, None])
+            self.decode.keep(keep)
+            nxt = nxt[keep]
+        self.decode.advance(nxt)
         return done
 
     def _finish(self, row: _Row, reason: str, text: str | None = None) -> None:
@@ -349,27 +320,6 @@ class _Batch:
         row.job.emit("done", reason, len(row.tokens))
 
 
-def _as_list(value) -> list[int]:
-    if value is None:
-        return []
-    return list(value) if isinstance(value, (list, tuple)) else [value]
-
-
 def _stop_at(text: str, stops: list[str]) -> int | None:
     hits = [text.find(s) for s in stops if s and s in text]
     return min(hits) if hits else None
-
-
-def _sample(logits, temperature: float, top_p: float, gen) -> int:
-    import torch
-
-    if temperature <= 0:
-        return int(torch.argmax(logits))
-    probs = torch.softmax(logits / temperature, dim=-1)
-    if top_p < 1.0:
-        sorted_p, order = torch.sort(probs, descending=True)
-        keep = sorted_p.cumsum(-1) - sorted_p < top_p
-        sorted_p = sorted_p * keep
-        probs = torch.zeros_like(probs).scatter(0, order, sorted_p)
-    return int(torch.multinomial(probs / probs.sum(), 1, generator=gen))
-

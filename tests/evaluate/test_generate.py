@@ -1,0 +1,80 @@
+"""Batched generation: rows leave and join a running batch, yet every answer is what the model
+gives to that prompt alone; the reference loss scored from the same prefill is the plain one."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from tunelab.data.tokens import encode_chat, encode_prompt
+from tunelab.evaluate.generate import generate, generate_and_score
+from tunelab.evaluate.metrics import reference_loss
+
+QUESTIONS = ["Turn this note into a calendar entry.", "What is the capital of France?", "Monday", "yes",
+             "The quick brown fox jumps over the lazy dog. The quick brown fox.", "Friday at 9 AM, room 4",
+             "Paris or Rome?", "ok", "Berlin. Madrid. Rome. Paris. What is the capital of France?", "no"]
+
+
+@pytest.fixture(scope="module")
+def tiny(tiny_model):
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    model = AutoModelForCausalLM.from_pretrained(tiny_model, dtype=torch.float32).eval()
+    return model, AutoTokenizer.from_pretrained(tiny_model)
+
+
+def one_at_a_time(model, tok, prompt: list[int], max_new: int) -> str:
+    with torch.inference_mode():
+        out = model.generate(input_ids=torch.tensor([prompt]), max_new_tokens=max_new, do_sample=False,
+                             pad_token_id=tok.pad_token_id)[0, len(prompt):].tolist()
+    if out and out[-1] in model.generation_config.eos_token_id:
+        out = out[:-1]  # model.generate keeps the stop token; answers never include it
+    return tok.decode(out, skip_special_tokens=True).strip()
+
+
+def test_rows_that_finish_early_leave_and_others_join(tiny):
+    model, tok = tiny
+    prompts = [encode_prompt(tok, [{"role": "user", "content": q}]) for q in QUESTIONS]
+    # a random model rarely says EOS: make a token it often emits a stop token, so rows end at
+    # different steps and the batch of 4 shrinks, refills and merges caches of other lengths
+    free = generate(model, tok, prompts, max_new_tokens=24, batch_size=len(prompts))
+    ids = [tok(a, add_special_tokens=False)["input_ids"] for a in free]
+    counts: dict[int, int] = {}
+    for row in ids:
+        for t in set(row[2:]):
+            counts[t] = counts.get(t, 0) + 1
+    stop = max((t for t, c in counts.items() if c < len(ids)), key=counts.get)
+    model.generation_config.eos_token_id = [tok.eos_token_id, stop]
+    try:
+        batched = generate(model, tok, prompts, max_new_tokens=24, batch_size=4)
+        alone = [one_at_a_time(model, tok, p, 24) for p in prompts]
+    finally:
+        model.generation_config.eos_token_id = tok.eos_token_id
+    assert batched == alone
+    lengths = {len(tok(a, add_special_tokens=False)["input_ids"]) for a in batched}
+    assert len(lengths) > 2, "the stop token should end rows at different lengths"
+
+
+def test_loss_from_the_shared_prefill_equals_the_plain_reference_loss(tiny):
+    model, tok = tiny
+    convs = [[{"role": "user", "content": q}, {"role": "assistant", "content": a}]
+             for q, a in zip(QUESTIONS, ["Event: Date:", "Paris.", "Tuesday", "no", "lazy dog", "Time: 9 AM",
+                                         "Rome", "yes", "Madrid", "ok"])]
+    prompts = [encode_prompt(tok, c[:1]) for c in convs]
+    encoded = [encode_chat(tok, c, 512, False) for c in convs]
+    refs = []
+    for p, e in zip(prompts, encoded):
+        assert e.input_ids[:len(p)] == p
+        refs.append((e.input_ids[len(p):], e.labels[len(p):]))
+    answers, loss = generate_and_score(model, tok, prompts, refs, max_new_tokens=8, batch_size=4)
+    assert loss == pytest.approx(reference_loss(model, encoded, batch_size=3), rel=1e-5)
+    assert answers == generate(model, tok, prompts, max_new_tokens=8, batch_size=10)
+
+
+def test_sampling_is_seeded(tiny):
+    model, tok = tiny
+    prompts = [encode_prompt(tok, [{"role": "user", "content": q}]) for q in QUESTIONS[:4]]
+    a = generate(model, tok, prompts, max_new_tokens=8, temperature=1.0, top_p=0.9, seed=3)
+    b = generate(model, tok, prompts, max_new_tokens=8, temperature=1.0, top_p=0.9, seed=3)
+    assert a == b
+    assert a != generate(model, tok, prompts, max_new_tokens=8)
