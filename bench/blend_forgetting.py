@@ -1,9 +1,10 @@
 """Does blending general data into training reduce catastrophic forgetting?
 
 Full fine-tuning of the bundled model at a high learning rate on the calendar task, twice:
-(a) calendar rows only, (b) the same rows with 20% general data blended in (the base model's
-own answers to everyday requests, so the general data says nothing new: it only holds the
-model near where it was). Both runs see the same number of steps; both are evaluated by
+(a) calendar rows only, (b) the same rows with 20% general data blended in: the base model's
+own answers to everyday requests, sampled at temperature 1 so they follow the model's own
+distribution (greedy answers are sharper than the model and pull perplexity up). The general
+data says nothing new: it only holds the model near where it was. Both runs see the same number of steps; both are evaluated by
 `tunelab eval` on the general-knowledge probes. Prints one JSON line.
 
     .venv/bin/python bench/blend_forgetting.py [--steps 40] [--lr 2e-4]
@@ -37,6 +38,7 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=40)
     parser.add_argument("--lr", type=float, default=2e-4)
     parser.add_argument("--share", type=float, default=0.2)
+    parser.add_argument("--seed", type=int, default=1)
     args = parser.parse_args()
     rows = [r.obj for r in read_rows(resources.path("demo_calendar.jsonl"))]
     task, test = rows[:240], rows[-30:]
@@ -45,10 +47,10 @@ def main() -> None:
     base = load_model(ref, "bfloat16")
     questions = [a.format(t=t) for t in TOPICS for a in ASKS]
     answers = generate(base, tok, [encode_prompt(tok, [{"role": "user", "content": q}]) for q in questions],
-                       max_new_tokens=64, batch_size=16)
+                       max_new_tokens=96, batch_size=40, temperature=1.0, seed=args.seed)
     general = [{"instruction": q, "output": a} for q, a in zip(questions, answers) if a.strip()]
     n_general = round(args.share / (1 - args.share) * len(task))
-    out = {"steps": args.steps, "lr": args.lr, "share": args.share, "general_rows": min(n_general, len(general))}
+    out = {"steps": args.steps, "lr": args.lr, "share": args.share, "seed": args.seed, "general_rows": min(n_general, len(general))}
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         write_jsonl(tmp / "test.jsonl", test)
@@ -58,7 +60,7 @@ def main() -> None:
             cfg = build_config(overrides={"method.name": "full", "data.train": str(tmp / f"{name}.jsonl"),
                                           "train.max_steps": args.steps, "train.lr": args.lr},
                                sets=["train.batch_size=4", f"train.eval_steps={args.steps}",
-                                     f"train.save_steps={args.steps}", "train.seed=1"])
+                                     f"train.save_steps={args.steps}", f"train.seed={args.seed}"])
             run = api.train(cfg, out=tmp / name)
             result = api.evaluate(run.path, tmp / "test.jsonl", bias=False)
             fg = result["forgetting"]

@@ -107,7 +107,8 @@ def estimate(data: str | Path, *, model: str = catalog.DEFAULT_MODEL, method: st
 # ---------------------------------------------------------------- train
 
 def run_path(cfg: RunConfig) -> Path:
-    name = cfg.name or f"{cfg.method.name}-{time.strftime('%Y%m%d-%H%M%S')}"
+    stage = "" if cfg.train.stage == "sft" else f"{cfg.train.stage}-"
+    name = cfg.name or f"{stage}{cfg.method.name}-{time.strftime('%Y%m%d-%H%M%S')}"
     return Path(cfg.out_dir) / name
 
 
@@ -117,9 +118,18 @@ def train(cfg: RunConfig, *, out: str | Path | None = None, resume: str | Path |
     from tunelab.train import sft
 
     checkpoint = None
+    if resume is None and cfg.train.stage != "sft":
+        from tunelab.train import stages
+
+        stages.check(cfg)
+        run = RunDir(Path(out) if out else run_path(cfg))
+        stages.run(cfg, run, events)
+        return run
     if resume is not None:
         run = open_run(resume)
         cfg = run.config()
+        if cfg.train.stage != "sft":
+            raise ConfigError(f"{run.path}: --resume continues supervised runs; a {cfg.train.stage} run starts over")
         checkpoint = str(run.latest_checkpoint())
         train_rows = dataset.load_conversations(run.data / "train.jsonl")
         val_file = run.data / "val.jsonl"
@@ -382,6 +392,80 @@ def _continuations(tok, rows, prompt_ids, max_length) -> list[tuple[list[int], l
             return None
         out.append((enc.input_ids[n:], enc.labels[n:]))
     return out
+
+
+def reward(run_dir: str | Path, prompt: str, responses: list[str]) -> list[float]:
+    """Reward-model scores of ``responses`` to one user prompt."""
+    from tunelab.train.preference import RewardScorer
+
+    scorer = RewardScorer.from_run(run_dir)
+    return scorer.score([[{"role": "user", "content": prompt}]] * len(responses), responses)
+
+
+RLHF_STAGES = ("sft", "reward", "ppo")
+
+
+def rlhf(config: str | Path, *, out: str | Path = "runs/rlhf", events: EventSink = no_events) -> dict[str, Path]:
+    """SFT -> reward model -> PPO from one YAML file. Shared sections (model, method, train, rl,
+    ...) apply to every stage; ``stages.<name>`` overrides them for one stage, with ``data`` as
+    a shortcut for data.train. The SFT stage may read the preference file: it then trains on
+    each prompt with its chosen answer. PPO starts from the SFT run and scores with the reward run."""
+    import copy
+
+    import yaml
+
+    from tunelab.config import validate
+
+    path = Path(config)
+    if not path.is_file():
+        raise ConfigError(f"{path}: config file not found")
+    try:
+        shared = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML ({str(exc).splitlines()[0]})") from exc
+    stages = shared.pop("stages", None) if isinstance(shared, dict) else None
+    if not isinstance(stages, dict) or set(stages) - set(RLHF_STAGES) or not all(stages.get(s) for s in RLHF_STAGES):
+        raise ConfigError(f"{path}: needs a 'stages' section with {', '.join(RLHF_STAGES)} (each at least "
+                          "{data: FILE}); shared sections apply to all three")
+    out = Path(out)
+    if out.exists() and any(out.iterdir()):
+        raise RunError(f"{out}: already exists and is not empty; choose another --out")
+    cfgs = {}
+    for name in RLHF_STAGES:
+        data, stage = copy.deepcopy(shared), dict(stages[name])
+        if isinstance(stage.get("data"), str):
+            stage["data"] = {"train": stage["data"]}
+        _merge(data, stage)
+        _merge(data, {"train": {"stage": name}})
+        if name == "ppo":
+            _merge(data, {"rl": {"reward_model": str(out / "reward"), "init": str(out / "sft")}})
+        cfgs[name] = validate(data, f"{path} (stage {name})")
+    from tunelab.train import stages as stage_runs
+
+    for name in ("reward", "ppo"):  # fail before the first stage trains, not after it
+        stage_runs.check(cfgs[name])
+    out.mkdir(parents=True, exist_ok=True)
+    sft_cfg = cfgs["sft"]
+    if dataset.parse_file(sft_cfg.data.train).is_preference:
+        rows = [{"messages": p["prompt"] + [{"role": "assistant", "content": p["chosen"]}]}
+                for p in dataset.load_pairs(sft_cfg.data.train)]
+        write_jsonl(out / "sft_data.jsonl", rows)
+        sft_cfg = sft_cfg.model_copy(update={"data": sft_cfg.data.model_copy(update={"train": str(out / "sft_data.jsonl")})})
+    events({"event": "note", "text": "stage 1/3: supervised fine-tuning"})
+    runs = {"sft": train(sft_cfg, out=out / "sft", events=events).path}
+    events({"event": "note", "text": "stage 2/3: reward model"})
+    runs["reward"] = train(cfgs["reward"], out=out / "reward", events=events).path
+    events({"event": "note", "text": "stage 3/3: PPO against the reward model, starting from the SFT run"})
+    runs["ppo"] = train(cfgs["ppo"], out=out / "ppo", events=events).path
+    return runs
+
+
+def _merge(into: dict, extra: dict) -> None:
+    for key, value in extra.items():
+        if isinstance(value, dict) and isinstance(into.get(key), dict):
+            _merge(into[key], value)
+        else:
+            into[key] = value
 
 
 def compare(run_dirs: list[str | Path]) -> list[dict]:

@@ -69,6 +69,9 @@ class TrainSection(_Section):
     bf16: Literal["auto", "on", "off"] = Field("auto", description="bf16 autocast: auto uses it where the CPU/GPU supports it")
     gradient_checkpointing: Literal["auto", "on", "off"] = Field(
         "auto", description="recompute activations to save memory; auto: only when they would not fit")
+    stage: Literal["sft", "reward", "dpo", "ppo", "rloo"] = Field(
+        "sft", description="sft: supervised; reward: reward model from pairs; dpo: direct preference "
+                           "optimisation; ppo/rloo: policy optimisation against rl.reward_model")
     fast: bool = Field(True, description="the CPU fast path: padding-free batches, bf16 base, no needless recompute")
     logging_steps: int = Field(5, ge=1, description="log train loss every N steps")
     eval_steps: int | None = Field(None, ge=1, description="evaluate on validation every N steps (default: about 4 times a run)")
@@ -81,6 +84,27 @@ class TrainSection(_Section):
     def _bool_to_switch(cls, value):
         # YAML reads a bare on/off as a boolean
         return {True: "on", False: "off"}.get(value, value) if isinstance(value, bool) else value
+
+
+class RlSection(_Section):
+    """Preference stages: reward model, DPO, PPO and RLOO."""
+
+    reward_model: str | None = Field(None, description="run directory of a reward model (stages ppo, rloo)")
+    init: str | None = Field(None, description="run directory of an SFT run to start the policy from "
+                                               "(it is also the KL reference); default: the base model")
+    beta: float = Field(0.1, gt=0, description="DPO: strength of the pull towards the reference")
+    kl_coef: float = Field(0.05, ge=0, description="PPO/RLOO: KL penalty to the reference per token")
+    rollout_batch: int = Field(16, ge=2, description="PPO: prompts answered per step")
+    mini_batch: int = Field(8, ge=1, description="PPO: rows per gradient update")
+    ppo_epochs: int = Field(2, ge=1, description="PPO: passes over each rollout batch")
+    clip: float = Field(0.2, gt=0, description="PPO: clip range of the probability ratio")
+    vf_coef: float = Field(0.5, ge=0, description="PPO: weight of the value loss")
+    gamma: float = Field(1.0, gt=0, le=1, description="PPO: discount")
+    lam: float = Field(0.95, ge=0, le=1, description="PPO: GAE lambda")
+    num_generations: int = Field(4, ge=2, description="RLOO: answers sampled per prompt")
+    max_new_tokens: int = Field(48, ge=1, description="PPO/RLOO: answer length budget during training")
+    temperature: float = Field(1.0, gt=0, description="PPO/RLOO: sampling temperature of the rollouts")
+    eval_prompts: int = Field(32, ge=0, description="held-out prompts for the win rate against the reference")
 
 
 class EvalSection(_Section):
@@ -102,6 +126,7 @@ class RunConfig(_Section):
     method: MethodSection = Field(default_factory=MethodSection)
     train: TrainSection = Field(default_factory=TrainSection)
     eval: EvalSection = Field(default_factory=EvalSection)
+    rl: RlSection = Field(default_factory=RlSection)
 
     def to_yaml(self) -> str:
         return yaml.safe_dump(self.model_dump(mode="json"), sort_keys=False)
@@ -165,10 +190,14 @@ def build_config(
     for item in sets or []:
         path_parts, value = parse_set(item)
         _set_path(data, path_parts, value, item)
+    return validate(data, file)
+
+
+def validate(data: dict, source: str | Path | None = None) -> RunConfig:
     try:
         return RunConfig.model_validate(data)
     except ValidationError as exc:
-        raise ConfigError(_describe(exc, file)) from None
+        raise ConfigError(_describe(exc, source)) from None
 
 
 def _describe(exc: ValidationError, file) -> str:

@@ -29,17 +29,42 @@ def train_cmd(
     seed: int = typer.Option(None, "--seed", help="seed for split, init and sampling"),
     sets: list[str] = typer.Option(None, "--set", help="override any config key: --set train.lr=1e-4"),
     resume: Path = typer.Option(None, "--resume", help="resume this run directory from its last checkpoint"),
+    stage: str = typer.Option(None, "--stage", help="sft (default), reward, dpo or ppo"),
+    reward_model: str = typer.Option(None, "--reward-model", help="reward run directory (--stage ppo)"),
+    init: str = typer.Option(None, "--init", help="SFT run directory to start the PPO policy from"),
 ) -> None:
     """Fine-tune a model. Defaults: LoRA r=8 on the bundled SmolLM2-135M, lr 2e-4, 3 epochs, batch 8."""
     cfg = build_config(config, overrides={
         "model.name": model, "method.name": method, "data.train": data, "data.val": val,
         "train.epochs": epochs, "train.max_steps": max_steps, "train.lr": lr, "train.batch_size": batch_size,
-        "data.max_length": max_length, "train.seed": seed,
+        "data.max_length": max_length, "train.seed": seed, "train.stage": stage, "rl.reward_model": reward_model,
+        "rl.init": init,
     }, sets=sets)
     with ProgressView() as progress:
         run = api.train(cfg, out=out, resume=resume, events=progress)
     s = run.summary()
+    if s.get("stage", "sft") != "sft":
+        show_stage(run)
+        return
     console.print(
         f"[green]done[/green]: {s['steps']} steps in {s['train_seconds']} s "
         f"({s['tokens_per_second']} tokens/s), train loss {s['train_loss']}, validation loss {s['eval_loss']}")
     console.print(f"run directory: [bold]{run.path}[/bold]  (next: tunelab eval {run.path} --data TEST.jsonl)")
+
+
+def show_stage(run) -> None:
+    """One line per preference stage result (the full numbers are in eval.json / report.md)."""
+    import json
+
+    s, ev = run.summary(), json.loads((run.path / "eval.json").read_text())
+    console.print(f"[green]done[/green]: {s['stage']} stage, {s['steps']} steps in {s['train_seconds']} s")
+    if ev["stage"] == "reward":
+        console.print(f"held-out pairwise accuracy: [bold]{ev['pairwise_accuracy']}[/bold] on {ev['held_out_pairs']} pairs")
+    elif ev["stage"] == "dpo":
+        console.print(f"held-out preference accuracy: [bold]{ev['preference_accuracy']}[/bold] on "
+                      f"{ev['held_out_pairs']} pairs (reward margin {ev['reward_margin']})")
+    elif ev.get("held_out_prompts"):
+        console.print(f"reward {s['first_reward']} (step 1) -> {s['last_reward']} (last step); win rate over "
+                      f"{ev['against']}: [bold]{ev['win_rate']}[/bold] on {ev['held_out_prompts']} held-out prompts, "
+                      f"KL {ev['kl_to_reference']}")
+    console.print(f"run directory: [bold]{run.path}[/bold]  (report: {run.path / 'report.md'})")

@@ -15,17 +15,45 @@ from tunelab.errors import DataError
 def load_conversations(path: str | Path) -> list[list[dict]]:
     """Every row of ``path`` as chat messages; any invalid row is an error naming its line."""
     parsed = parse_file(path)
-    errors = parsed.report.errors
-    if errors:
-        first = errors[0]
-        more = f" (+{len(errors) - 1} more; run `tunelab data check {path}`)" if len(errors) > 1 else ""
-        raise DataError(f"{path}:{first.line}: {first.kind}: {first.message}{more}")
+    _raise_first(path, parsed.report.errors)
     if not parsed.messages:
         raise DataError(f"{path}: no rows found")
     if parsed.is_preference:
         raise DataError(f"{path}: holds preference pairs ({parsed.format}); supervised fine-tuning needs "
-                        "chat, instruction or completion rows")
+                        "chat, instruction or completion rows (for pairs use --stage reward or --stage dpo)")
     return parsed.messages
+
+
+def load_pairs(path: str | Path) -> list[dict]:
+    """Every row of a preference file as {prompt: messages, chosen: str, rejected: str}; any
+    invalid row (identical sides, an empty side, no prompt, ...) is an error naming its line."""
+    parsed = parse_file(path)
+    _raise_first(path, parsed.report.errors)
+    if not parsed.is_preference:
+        raise DataError(f"{path}: holds {parsed.format or 'no'} rows; this stage needs preference pairs "
+                        '({"prompt", "chosen", "rejected"} or OpenAI\'s preference format)')
+    return parsed.pairs
+
+
+def load_prompts(path: str | Path) -> list[list[dict]]:
+    """The prompts of a file (what policy optimisation answers): a preference file's prompts,
+    or every conversation up to its last assistant turn."""
+    from tunelab.data.formats import prompt_and_reference
+
+    parsed = parse_file(path)
+    _raise_first(path, parsed.report.errors)
+    if not parsed.messages:
+        raise DataError(f"{path}: no rows found")
+    if parsed.is_preference:
+        return [p["prompt"] for p in parsed.pairs]
+    return [prompt_and_reference(m)[0] for m in parsed.messages]
+
+
+def _raise_first(path, errors) -> None:
+    if errors:
+        first = errors[0]
+        more = f" (+{len(errors) - 1} more; run `tunelab data check {path}`)" if len(errors) > 1 else ""
+        raise DataError(f"{path}:{first.line}: {first.kind}: {first.message}{more}")
 
 
 def split_train_val(rows: list[list[dict]], fraction: float, seed: int) -> tuple[list, list]:

@@ -204,8 +204,22 @@ def generate(
         return _generate_whole_batches(model, tokenizer, prompts, max_new_tokens=max_new_tokens,
                                        batch_size=batch_size, temperature=temperature, top_p=top_p,
                                        seed=seed, progress=progress)
-    return _decode(model, tokenizer, prompts, None, max_new_tokens, batch_size, temperature, top_p, seed,
-                   progress)[0]
+    answers = _decode(model, tokenizer, prompts, None, max_new_tokens, batch_size, temperature, top_p, seed,
+                      progress)[0]
+    return [to_text(tokenizer, ids, stop_ids(model, tokenizer)) for ids in answers]
+
+
+def generate_ids(model, tokenizer, prompts: list[list[int]], *, max_new_tokens: int = 128, batch_size: int = 16,
+                 temperature: float = 1.0, top_p: float = 1.0, seed: int = 0) -> list[list[int]]:
+    """Answer token ids, each ending with its stop token unless it ran out of budget (what a
+    policy-gradient update needs: the stop token is an action too)."""
+    return _decode(model, tokenizer, prompts, None, max_new_tokens, batch_size, temperature, top_p, seed, None)[0]
+
+
+def to_text(tokenizer, ids: list[int], stops: set[int]) -> str:
+    if ids and ids[-1] in stops:
+        ids = ids[:-1]
+    return tokenizer.decode(ids, skip_special_tokens=True).strip()
 
 
 def generate_and_score(model, tokenizer, prompts: list[list[int]], references: list[tuple[list[int], list[int]]],
@@ -215,14 +229,15 @@ def generate_and_score(model, tokenizer, prompts: list[list[int]], references: l
     (ids, labels) that follow them, from the same prefill."""
     answers, nll, count = _decode(model, tokenizer, prompts, references, max_new_tokens, batch_size, 0.0, 1.0, 0,
                                   progress)
-    return answers, nll / max(count, 1)
+    stops = stop_ids(model, tokenizer)
+    return [to_text(tokenizer, ids, stops) for ids in answers], nll / max(count, 1)
 
 
 def _decode(model, tokenizer, prompts, references, max_new_tokens, batch_size, temperature, top_p, seed, progress):
     import torch
 
     waiting = collections.deque(sorted(range(len(prompts)), key=lambda i: len(prompts[i])))
-    out: list[str] = [""] * len(prompts)
+    out: list[list[int]] = [[] for _ in prompts]  # each answer's tokens, its stop token included
     nll, count = 0.0, 0
     stops = stop_ids(model, tokenizer)
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
@@ -250,10 +265,9 @@ def _decode(model, tokenizer, prompts, references, max_new_tokens, batch_size, t
             nxt = pick(batch.logits, temperature, top_p, gen).cpu()
             keep: list[int] = []
             for r, t in enumerate(nxt.tolist()):
-                if t not in stops:
-                    tokens[r].append(t)
+                tokens[r].append(t)
                 if t in stops or len(tokens[r]) >= max_new_tokens:
-                    out[rows[r]] = tokenizer.decode(tokens[r], skip_special_tokens=True).strip()
+                    out[rows[r]] = tokens[r]
                 else:
                     keep.append(r)
             if progress and len(keep) < len(rows):

@@ -18,7 +18,7 @@ class LoraSettings(Section):
     target_modules: list[str] | str = Field("all-linear", description="module names to adapt, or 'all-linear'")
 
 
-def peft_config(settings: LoraSettings, **extra):
+def peft_config(settings: LoraSettings, task_type: str = "CAUSAL_LM", **extra):
     from peft import LoraConfig
 
     return LoraConfig(
@@ -26,7 +26,7 @@ def peft_config(settings: LoraSettings, **extra):
         lora_alpha=settings.alpha,
         lora_dropout=settings.dropout,
         target_modules=settings.target_modules,
-        task_type="CAUSAL_LM",
+        task_type=task_type,  # SEQ_CLS also trains and saves a sequence classifier's score head
         **extra,
     )
 

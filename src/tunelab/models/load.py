@@ -128,14 +128,20 @@ def load_tokenizer(ref: ModelRef, trust_remote_code: bool = False):
     return tok
 
 
-def load_model(ref: ModelRef, dtype: str = "float32", trust_remote_code: bool = False, **kwargs):
-    """Load a causal LM in ``dtype`` (float32 | bfloat16 | float16)."""
+def load_model(ref: ModelRef, dtype: str = "float32", trust_remote_code: bool = False, head: str = "lm", **kwargs):
+    """Load a causal LM in ``dtype`` (float32 | bfloat16 | float16); ``head="reward"`` puts a
+    one-output score head on the same body instead (a reward model)."""
     import torch
-    from transformers import AutoModelForCausalLM
+    from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification
 
     torch_dtype = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}[dtype]
-    model = _from_pretrained(AutoModelForCausalLM, ref, dtype=torch_dtype, trust_remote_code=trust_remote_code, **kwargs)
-    return model
+    if head == "reward":
+        model = _from_pretrained(AutoModelForSequenceClassification, ref, dtype=torch_dtype, num_labels=1,
+                                 trust_remote_code=trust_remote_code, **kwargs)
+        if model.config.pad_token_id is None:  # the score is read at the last non-padding token
+            model.config.pad_token_id = load_tokenizer(ref, trust_remote_code).pad_token_id
+        return model
+    return _from_pretrained(AutoModelForCausalLM, ref, dtype=torch_dtype, trust_remote_code=trust_remote_code, **kwargs)
 
 
 def count_params(model) -> int:
