@@ -78,3 +78,23 @@ def test_sampling_is_seeded(tiny):
     b = generate(model, tok, prompts, max_new_tokens=8, temperature=1.0, top_p=0.9, seed=3)
     assert a == b
     assert a != generate(model, tok, prompts, max_new_tokens=8)
+
+
+def test_columns_no_row_needs_are_dropped(tiny):
+    from tunelab.evaluate.generate import DecodeBatch
+
+    model, tok = tiny
+    long, short = list(range(5, 45)), [7, 8, 9]
+    batch = DecodeBatch(model, tok.pad_token_id).prefill([long, short])
+    alone = DecodeBatch(model, tok.pad_token_id).prefill([short])
+    for _ in range(3):
+        both, single = batch.logits.argmax(-1), alone.logits.argmax(-1)
+        assert int(both[1]) == int(single[0])
+        batch.advance(both)
+        alone.advance(single)
+    batch.keep([1])  # the long row leaves: its 37 extra prompt columns are padding for the short one
+    assert batch.mask.shape[1] == len(short) + 3 == alone.mask.shape[1]
+    assert all(layer.keys.shape[-2] == len(short) + 3 for layer in batch.cache.layers)
+    batch.advance(batch.logits.argmax(-1))
+    alone.advance(alone.logits.argmax(-1))
+    assert torch.allclose(batch.logits, alone.logits, atol=1e-5)

@@ -123,8 +123,9 @@ class DecodeBatch:
         self.cache = new_cache()
         logits = self._forward(keep=tail + 1, input_ids=ids.to(device), attention_mask=mask.to(device),
                                position_ids=positions.to(device))
+        if references is not None:
+            self.nll, self.scored = torch.zeros(len(prompts)), torch.zeros(len(prompts), dtype=torch.long)
         if tail:
-            self.nll = torch.zeros(len(prompts))
             for g in range(0, len(prompts), 8):  # float32 logits a few rows at a time
                 ce = F.cross_entropy(logits[g:g + 8, :-1].float().transpose(1, 2), labels[g:g + 8].to(device),
                                      ignore_index=-100, reduction="none")
@@ -158,6 +159,14 @@ class DecodeBatch:
         index = torch.tensor(rows, device=self.mask.device)
         self.cache.batch_select_indices(index)
         self.mask, self.last_pos, self.logits = self.mask[index], self.last_pos[index], self.logits[index]
+        # columns that are padding in every remaining row (the rows that needed them left):
+        # drop them, or a long-lived batch's cache would keep every column it ever had
+        used = self.mask.any(0).nonzero()
+        first = int(used[0]) if len(used) else 0
+        if first:
+            for layer in self.cache.layers:
+                layer.keys, layer.values = layer.keys[..., first:, :], layer.values[..., first:, :]
+            self.mask = self.mask[:, first:]
 
     def advance(self, tokens) -> None:
         """Feed one token per row (a 1-D LongTensor) and compute the next logits."""
@@ -180,7 +189,9 @@ def pick(logits, temperature: float, top_p: float, generator=None):
         sorted_p, order = torch.sort(probs, descending=True, dim=-1)
         sorted_p = sorted_p * (sorted_p.cumsum(-1) - sorted_p < top_p)
         probs = torch.zeros_like(probs).scatter(-1, order, sorted_p)
-    return torch.multinomial(probs / probs.sum(-1, keepdim=True), 1, generator=generator).squeeze(-1)
+    # the generator lives on the CPU: draw there, whatever device the logits are on
+    probs = (probs / probs.sum(-1, keepdim=True)).cpu()
+    return torch.multinomial(probs, 1, generator=generator).squeeze(-1).to(logits.device)
 
 
 def generate(
@@ -192,7 +203,7 @@ def generate(
     batch_size: int = 16,
     temperature: float = 0.0,
     top_p: float = 1.0,
-    seed: int = 0,
+    seed: int | None = 0,
     progress: Callable[[int], None] | None = None,
 ) -> list[str]:
     """Answers to ``prompts`` (token ids) in the caller's order.
@@ -241,7 +252,8 @@ def _decode(model, tokenizer, prompts, references, max_new_tokens, batch_size, t
     nll, count = 0.0, 0
     stops = stop_ids(model, tokenizer)
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
-    gen = torch.Generator().manual_seed(seed)
+    gen = torch.Generator()
+    gen.manual_seed(seed) if seed is not None else gen.seed()  # None: a fresh draw each call
     was_training = model.training
     model.eval()
     batch: DecodeBatch | None = None
@@ -300,7 +312,8 @@ def _generate_whole_batches(model, tokenizer, prompts, *, max_new_tokens, batch_
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
     device = next(model.parameters()).device
     sampling = temperature > 0
-    torch.manual_seed(seed)
+    if sampling and seed is not None:
+        torch.manual_seed(seed)
     was_training = model.training
     model.eval()
     try:

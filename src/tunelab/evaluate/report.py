@@ -77,6 +77,12 @@ def build_sections(run: RunDir, result: dict) -> list[tuple[str, list[list[str]]
         sections.append(("Pairwise judge", f"tuned win rate {judge['tuned_win_rate']} "
                                            f"({judge['wins']} wins, {judge['ties']} ties, {judge['losses']} losses, "
                                            f"{judge['unclear']} unclear) by {judge['judge']}"))
+    pref = result.get("preference")
+    if pref:  # what the preference stage measured when it trained (kept when `tunelab eval` runs later)
+        keys = [k for k in ("pairwise_accuracy", "preference_accuracy", "reward_margin", "win_rate", "against",
+                            "mean_reward", "reference_mean_reward", "kl_to_reference", "held_out_pairs",
+                            "held_out_prompts") if pref.get(k) is not None]
+        sections.append((f"Preference stage ({pref['stage']})", [["measure", "value"]] + [[k, str(pref[k])] for k in keys]))
     card = run.data / "data_card.json"
     if card.is_file():
         c = json.loads(card.read_text())

@@ -68,6 +68,9 @@ def find_adapters(base: str, adapters: dict[str, str], runs_dir: str | None) -> 
         if not (run.adapter / "adapter_config.json").is_file():
             raise RunError(f"{run_path}: has no PEFT adapter to serve (method '{cfg.method.name}'); "
                            "serve a merged export with --model instead")
+        if cfg.train.stage == "reward":
+            raise RunError(f"{run_path}: is a reward model (a score head, not a chat model); score answers with "
+                           "`tunelab reward`")
         if cfg.method.name in ("prefix", "prompt"):
             raise RunError(f"{run_path}: method '{cfg.method.name}' prepends trained tokens to every forward pass, "
                            "which the batching engine cannot share between requests; serve LoRA, DoRA, QLoRA or IA3 "
