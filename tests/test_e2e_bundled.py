@@ -38,3 +38,34 @@ def test_bundled_model_trains_and_evaluates_through_the_cli(capsys, tmp_path):
     code, out, err = run_cli(capsys, "chat", "--model", "smollm2-135m-instruct", "--prompt",
                              "What is the capital of France?", "--max-new-tokens", "12")
     assert code == 0 and "Paris" in out
+
+
+def test_bundled_model_runs_every_preference_stage_through_the_cli(capsys, tmp_path):
+    pairs = write_jsonl(tmp_path / "pairs.jsonl",
+                        [r.obj for r in read_rows(resources.path("prefs_concise.jsonl"))][:48])
+    config = tmp_path / "rlhf.yaml"
+    config.write_text(f"""
+train: {{batch_size: 4}}
+rl: {{rollout_batch: 4, mini_batch: 2, max_new_tokens: 12, eval_prompts: 4, num_generations: 2}}
+stages:
+  sft: {{data: {pairs}, train: {{max_steps: 2}}}}
+  reward: {{data: {pairs}, train: {{max_steps: 3, lr: 5.0e-4}}}}
+  ppo: {{data: {pairs}, train: {{max_steps: 2}}}}
+""")
+    code, out, err = run_cli(capsys, "rlhf", config, "--out", tmp_path / "rlhf")
+    assert code == 0, err
+    assert "win rate" in out and "pairwise accuracy" in out
+    reward_run = tmp_path / "rlhf" / "reward"
+
+    code, out, err = run_cli(capsys, "reward", reward_run, "--prompt", "How do I boil an egg?",
+                             "--response", "Simmer it for 9 minutes.", "--json")
+    assert code == 0, err
+    assert isinstance(json.loads(out)[0]["reward"], float)
+
+    for stage, extra in (("dpo", []), ("rloo", ["--reward-model", reward_run, "--init", tmp_path / "rlhf" / "sft"])):
+        code, out, err = run_cli(capsys, "train", "--stage", stage, "--data", pairs, "--max-steps", "2",
+                                 "--batch-size", "4", "--out", tmp_path / stage, *extra, "--set", "rl.rollout_batch=4",
+                                 "--set", "rl.num_generations=2", "--set", "rl.max_new_tokens=12",
+                                 "--set", "rl.eval_prompts=4")
+        assert code == 0, err
+        assert json.loads((tmp_path / stage / "eval.json").read_text())["stage"] == stage

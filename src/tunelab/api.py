@@ -174,6 +174,7 @@ def train(cfg: RunConfig, *, out: str | Path | None = None, resume: str | Path |
     if cfg.train.fast:
         fastpath.set_threads()
     model = load_model(ref, dtype, cfg.model.trust_remote_code, **load_kwargs)
+    _seed(cfg.train.seed)  # the adapter's initial weights follow train.seed, not whatever ran before
     model = method.apply(model, settings)
     trainable = methods.trainable_summary(model)
     trainable["model_mb"] = round(_footprint(model) / 2**20, 1)
@@ -187,6 +188,12 @@ def train(cfg: RunConfig, *, out: str | Path | None = None, resume: str | Path |
         "train_rows": len(enc_train.rows), "val_rows": len(enc_val.rows), "base_dtype": dtype, **summary,
     })
     return run
+
+
+def _seed(seed: int) -> None:
+    from transformers import set_seed
+
+    set_seed(seed)
 
 
 def _footprint(model) -> int:
@@ -234,6 +241,9 @@ def load(target: str | Path, dtype: str = "float32", *, dequantize: bool = False
         ref = resolve(cfg.model.name)
         weights = run.weights()
         tokenizer = load_tokenizer(ref, cfg.model.trust_remote_code)
+        if cfg.train.stage == "reward":
+            raise RunError(f"{p}: is a reward model (it scores answers, it does not write them); use "
+                           f"`tunelab reward {p} --prompt ... --response ...`")
         if weights == run.adapter:
             method = methods.get(cfg.method.name)
             base = load_model(ref, dtype, cfg.model.trust_remote_code,
@@ -261,7 +271,7 @@ def reply(loaded: Loaded, messages: list[dict], *, max_new_tokens: int = 256,
     from tunelab.evaluate.generate import generate
 
     prompt = encode_prompt(loaded.tokenizer, messages)
-    return generate(loaded.model, loaded.tokenizer, [prompt], max_new_tokens=max_new_tokens,
+    return generate(loaded.model, loaded.tokenizer, [prompt], max_new_tokens=max_new_tokens, seed=None,
                     batch_size=1, temperature=temperature, top_p=top_p)[0]
 
 
@@ -318,9 +328,9 @@ def evaluate(target: str | Path, data: str | Path, *, limit: int | None = None, 
         max_new = min(512, int(1.5 * longest) + 16)
 
     def side(name: str) -> dict:
-        if name == "tuned" and loaded.is_adapter and method.can_merge and not getattr(loaded.model, "is_quantized", False):
+        if name == "tuned" and loaded.is_adapter and method.can_merge and dtype == "float32":
             # the base side is done: fold the adapter into the weights so decoding runs plain
-            # matmuls (the same weights `export --merge` writes)
+            # matmuls. Only in fp32: added into bf16 weights, small updates would round away.
             loaded.model = loaded.model.merge_and_unload()
         model, ctx = model_for(name)
         with ctx:
@@ -376,6 +386,14 @@ def evaluate(target: str | Path, data: str | Path, *, limit: int | None = None, 
                                     base["answers"], tuned["answers"], seed=cfg.train.seed)
         result["judge"] = {"judge": judge, **verdicts}
     result["seconds"] = round(time.perf_counter() - start, 1)
+    previous = run.path / "eval.json"
+    if previous.is_file():
+        import json
+
+        old = json.loads(previous.read_text())
+        pref = old.get("preference") or (old if "stage" in old else None)
+        if pref:
+            result["preference"] = pref  # a preference stage's own measurements stay with the run
     report.write(run, result)
     return result
 
@@ -402,14 +420,14 @@ def reward(run_dir: str | Path, prompt: str, responses: list[str]) -> list[float
     return scorer.score([[{"role": "user", "content": prompt}]] * len(responses), responses)
 
 
-RLHF_STAGES = ("sft", "reward", "ppo")
 
 
 def rlhf(config: str | Path, *, out: str | Path = "runs/rlhf", events: EventSink = no_events) -> dict[str, Path]:
-    """SFT -> reward model -> PPO from one YAML file. Shared sections (model, method, train, rl,
+    """SFT -> reward model -> PPO (or RLOO) from one YAML file. Shared sections (model, method, train, rl,
     ...) apply to every stage; ``stages.<name>`` overrides them for one stage, with ``data`` as
     a shortcut for data.train. The SFT stage may read the preference file: it then trains on
-    each prompt with its chosen answer. PPO starts from the SFT run and scores with the reward run."""
+    each prompt with its chosen answer. The policy stage starts from the SFT run and is scored by
+    the reward run."""
     import copy
 
     import yaml
@@ -424,26 +442,37 @@ def rlhf(config: str | Path, *, out: str | Path = "runs/rlhf", events: EventSink
     except yaml.YAMLError as exc:
         raise ConfigError(f"{path}: not valid YAML ({str(exc).splitlines()[0]})") from exc
     stages = shared.pop("stages", None) if isinstance(shared, dict) else None
-    if not isinstance(stages, dict) or set(stages) - set(RLHF_STAGES) or not all(stages.get(s) for s in RLHF_STAGES):
-        raise ConfigError(f"{path}: needs a 'stages' section with {', '.join(RLHF_STAGES)} (each at least "
-                          "{data: FILE}); shared sections apply to all three")
+    names = list(stages) if isinstance(stages, dict) else []
+    if names not in (["sft", "reward", "ppo"], ["sft", "reward", "rloo"]) or not all(stages.values()):
+        raise ConfigError(f"{path}: needs a 'stages' section with sft, reward and ppo (or rloo), in that order, "
+                          "each at least {data: FILE}; shared sections apply to all three")
+    policy = names[2]
     out = Path(out)
     if out.exists() and any(out.iterdir()):
         raise RunError(f"{out}: already exists and is not empty; choose another --out")
     cfgs = {}
-    for name in RLHF_STAGES:
-        data, stage = copy.deepcopy(shared), dict(stages[name])
+    for name in names:
+        data, stage = copy.deepcopy(shared), stages[name]
+        if isinstance(stage, str):
+            stage = {"data": stage}
+        if not isinstance(stage, dict):
+            raise ConfigError(f"{path}: stages.{name} must be a mapping such as {{data: FILE}}")
         if isinstance(stage.get("data"), str):
             stage["data"] = {"train": stage["data"]}
         _merge(data, stage)
         _merge(data, {"train": {"stage": name}})
-        if name == "ppo":
+        if name == policy:
             _merge(data, {"rl": {"reward_model": str(out / "reward"), "init": str(out / "sft")}})
         cfgs[name] = validate(data, f"{path} (stage {name})")
     from tunelab.train import stages as stage_runs
 
-    for name in ("reward", "ppo"):  # fail before the first stage trains, not after it
+    for name in ("reward", policy):  # fail before the first stage trains, not after it
         stage_runs.check(cfgs[name])
+    if not cfgs["sft"].data.train:
+        raise ConfigError(f"{path}: stages.sft needs data (a chat/instruction file, or the preference pairs)")
+    if cfgs["sft"].method.name not in stage_runs.ADAPTER_METHODS:
+        raise ConfigError(f"{path}: the SFT stage must train a LoRA-family adapter ({', '.join(stage_runs.ADAPTER_METHODS)}) "
+                          f"for the {policy.upper()} policy to start from; got '{cfgs['sft'].method.name}'")
     out.mkdir(parents=True, exist_ok=True)
     sft_cfg = cfgs["sft"]
     if dataset.parse_file(sft_cfg.data.train).is_preference:
@@ -455,8 +484,8 @@ def rlhf(config: str | Path, *, out: str | Path = "runs/rlhf", events: EventSink
     runs = {"sft": train(sft_cfg, out=out / "sft", events=events).path}
     events({"event": "note", "text": "stage 2/3: reward model"})
     runs["reward"] = train(cfgs["reward"], out=out / "reward", events=events).path
-    events({"event": "note", "text": "stage 3/3: PPO against the reward model, starting from the SFT run"})
-    runs["ppo"] = train(cfgs["ppo"], out=out / "ppo", events=events).path
+    events({"event": "note", "text": f"stage 3/3: {policy.upper()} against the reward model, starting from the SFT run"})
+    runs[policy] = train(cfgs[policy], out=out / policy, events=events).path
     return runs
 
 

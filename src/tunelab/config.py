@@ -8,7 +8,7 @@ every default made explicit, is written to ``<run>/config.yaml``.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import BaseModel, Field, ValidationError, field_validator
@@ -109,7 +109,7 @@ class RlSection(_Section):
 
 class EvalSection(_Section):
     limit: int | None = Field(None, ge=1, description="evaluate at most this many test rows")
-    max_new_tokens: int | Literal["auto"] = Field(
+    max_new_tokens: Annotated[int, Field(ge=1)] | Literal["auto"] = Field(
         "auto", description="generation budget per answer; auto: 1.5x the longest reference answer + 16 tokens (at most 512)")
     batch_size: int = Field(64, ge=1, description="rows generated together")
     samples: int = Field(3, ge=0, description="side-by-side samples shown in the report")

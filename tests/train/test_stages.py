@@ -48,6 +48,17 @@ def test_reward_model_learns_the_preference(reward_run, capsys):
                             "--response", PAIRS[0]["rejected"], "--json")
     scores = [r["reward"] for r in json.loads(text)]
     assert code == 0 and scores[0] > scores[1]
+    code, _, err = run_cli(capsys, "chat", out, "--prompt", "hi")  # a score head does not write answers
+    assert code == 2 and "is a reward model" in err
+
+
+def test_serve_skips_reward_runs(tiny_model, reward_run):
+    from tunelab.errors import RunError
+    from tunelab.serve.engine import find_adapters
+
+    assert find_adapters(tiny_model, {}, str(reward_run.parent)) == {}
+    with pytest.raises(RunError, match="reward model"):
+        find_adapters(tiny_model, {"rm": str(reward_run)}, None)
 
 
 def test_reward_needs_a_reward_run(capsys, tmp_path, tiny_model, memo_file):
@@ -99,6 +110,12 @@ def test_dpo_prefers_the_chosen_answers(capsys, tmp_path, tiny_model, pairs):
     assert result["preference_accuracy"] > 0.5 and result["reward_margin"] > 0
     code, answer, _ = run_cli(capsys, "chat", out, "--prompt", QUESTIONS[0], "--max-new-tokens", "4")
     assert code == 0
+    chat_rows = write_jsonl(tmp_path / "qa.jsonl", [{"instruction": q, "output": a} for q, a in zip(QUESTIONS, SHORT)])
+    code, _, err = run_cli(capsys, "eval", out, "--data", chat_rows, "--no-forgetting", "--no-bias")
+    assert code == 0, err
+    after = json.loads((out / "eval.json").read_text())
+    assert after["preference"]["preference_accuracy"] == result["preference_accuracy"] and "tuned" in after
+    assert "Preference stage (dpo)" in (out / "report.md").read_text()
 
 
 def test_ppo_against_the_reward_run(capsys, tmp_path, tiny_model, pairs, reward_run):
@@ -141,3 +158,18 @@ stages:
     assert not (tmp_path / "pipeline" / "ppo" / "adapter" / "reference").exists()
     code, _, err = run_cli(capsys, "rlhf", config, "--out", tmp_path / "pipeline")
     assert code == 2 and "not empty" in err
+
+
+def test_rloo_through_trl_against_the_reward_run(capsys, tmp_path, tiny_model, pairs, reward_run):
+    out = tmp_path / "rloo"
+    code, stdout, err = run_cli(
+        capsys, "train", "--stage", "rloo", "--model", tiny_model, "--data", pairs, "--reward-model", reward_run,
+        "--max-steps", "2", "--lr", "1e-3", "--out", out, *FAST, "--set", "rl.rollout_batch=4",
+        "--set", "rl.num_generations=2", "--set", "rl.max_new_tokens=6", "--set", "rl.eval_prompts=4",
+        "--set", "train.logging_steps=1")
+    assert code == 0, err
+    result = json.loads((out / "eval.json").read_text())
+    assert result["stage"] == "rloo" and 0.0 <= result["win_rate"] <= 1.0
+    logged = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert any("reward" in r and "kl" in r for r in logged)
+    assert (out / "adapter" / "adapter_config.json").is_file()

@@ -29,15 +29,15 @@ def reward_cmd(
 
 @app.command("rlhf")
 def rlhf_cmd(
-    config: Path = typer.Argument(..., help="YAML config: model, method, train, rl sections plus an rlhf section "
-                                            "(sft_data, pairs, prompts, steps per stage)"),
+    config: Path = typer.Argument(..., help="YAML config: shared sections (model, method, train, rl) and "
+                                            "stages: {sft: {data: ...}, reward: {...}, ppo|rloo: {...}}"),
     out: Path = typer.Option(Path("runs/rlhf"), "--out", help="folder for the three run directories"),
 ) -> None:
-    """SFT -> reward model -> PPO with one config; each stage in its own run directory."""
+    """SFT -> reward model -> PPO (or RLOO) with one config; each stage in its own run directory."""
     with ProgressView() as progress:
         runs = api.rlhf(config, out=out, events=progress)
     from tunelab.cli.train import show_stage
 
     console.print(f"[green]sft[/green]: {runs['sft']}")
-    for stage in ("reward", "ppo"):
+    for stage in list(runs)[1:]:
         show_stage(api.open_run(runs[stage]))

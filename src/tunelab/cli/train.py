@@ -29,9 +29,9 @@ def train_cmd(
     seed: int = typer.Option(None, "--seed", help="seed for split, init and sampling"),
     sets: list[str] = typer.Option(None, "--set", help="override any config key: --set train.lr=1e-4"),
     resume: Path = typer.Option(None, "--resume", help="resume this run directory from its last checkpoint"),
-    stage: str = typer.Option(None, "--stage", help="sft (default), reward, dpo or ppo"),
-    reward_model: str = typer.Option(None, "--reward-model", help="reward run directory (--stage ppo)"),
-    init: str = typer.Option(None, "--init", help="SFT run directory to start the PPO policy from"),
+    stage: str = typer.Option(None, "--stage", help="sft (default), reward, dpo, ppo or rloo"),
+    reward_model: str = typer.Option(None, "--reward-model", help="reward run directory (--stage ppo, rloo)"),
+    init: str = typer.Option(None, "--init", help="SFT run directory to start the PPO/RLOO policy from"),
 ) -> None:
     """Fine-tune a model. Defaults: LoRA r=8 on the bundled SmolLM2-135M, lr 2e-4, 3 epochs, batch 8."""
     cfg = build_config(config, overrides={

@@ -140,8 +140,13 @@ def load_model(ref: ModelRef, dtype: str = "float32", trust_remote_code: bool = 
                                  trust_remote_code=trust_remote_code, **kwargs)
         if model.config.pad_token_id is None:  # the score is read at the last non-padding token
             model.config.pad_token_id = load_tokenizer(ref, trust_remote_code).pad_token_id
-        return model
-    return _from_pretrained(AutoModelForCausalLM, ref, dtype=torch_dtype, trust_remote_code=trust_remote_code, **kwargs)
+    else:
+        model = _from_pretrained(AutoModelForCausalLM, ref, dtype=torch_dtype, trust_remote_code=trust_remote_code,
+                                 **kwargs)
+    placed = getattr(model, "is_quantized", False) or getattr(model, "hf_device_map", None) is not None
+    if torch.cuda.is_available() and not placed:
+        model = model.to("cuda")  # (quantized and device-mapped models are placed as they load)
+    return model
 
 
 def count_params(model) -> int:

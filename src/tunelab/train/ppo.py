@@ -104,6 +104,7 @@ class PpoSettings:
     gamma: float = 1.0
     lam: float = 0.95
     max_grad_norm: float = 1.0
+    weight_decay: float = 0.0
     seed: int = 42
 
 
@@ -191,7 +192,7 @@ def train(model, tokenizer, prompts: list[list[dict]], reward_fn: RewardFn, s: P
     stops = stop_ids(model, tokenizer)
     value_head = ValueHead(model.config.hidden_size).to(next(model.parameters()).device)
     policy_params = [p for p in model.parameters() if p.requires_grad]
-    optimizer = torch.optim.AdamW(policy_params + list(value_head.parameters()), lr=s.lr)
+    optimizer = torch.optim.AdamW(policy_params + list(value_head.parameters()), lr=s.lr, weight_decay=s.weight_decay)
     encoded = [encode_prompt(tokenizer, p) for p in prompts]
     order: list[int] = []
     history: list[dict] = []

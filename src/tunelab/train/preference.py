@@ -28,15 +28,15 @@ def _args(config_cls, cfg: RunConfig, run_dir: RunDir, n_train: int, has_val: bo
 
     t = cfg.train
     plan = schedule(cfg, n_train)
-    return config_cls(
+    return config_cls(**{**dict(
         output_dir=str(run_dir.checkpoints), num_train_epochs=t.epochs, max_steps=t.max_steps,
         per_device_train_batch_size=t.batch_size, per_device_eval_batch_size=t.batch_size,
         gradient_accumulation_steps=t.grad_accum, learning_rate=t.lr, lr_scheduler_type=t.scheduler,
         warmup_steps=t.warmup_ratio, weight_decay=t.weight_decay, max_grad_norm=t.max_grad_norm,
-        bf16=use_bf16(t.bf16) and _cuda(), logging_steps=t.logging_steps,
+        bf16=use_bf16(t.bf16), logging_steps=t.logging_steps,
         eval_strategy="steps" if has_val else "no", eval_steps=plan.eval_steps, save_strategy="steps",
         save_steps=plan.save_steps, save_total_limit=t.save_total_limit, seed=t.seed, data_seed=t.seed,
-        report_to="none", disable_tqdm=True, dataloader_num_workers=0, use_cpu=not _cuda(), **extra)
+        report_to="none", disable_tqdm=True, dataloader_num_workers=0, use_cpu=not _cuda()), **extra})
 
 
 def _fit(trainer, run_dir: RunDir, events: EventSink) -> tuple[float, dict, float]:
@@ -63,7 +63,7 @@ def run_reward(model, tokenizer, train: list[dict], val: list[dict], cfg: RunCon
     trainer = RewardTrainer(
         model=model, processing_class=tokenizer,
         args=_args(RewardConfig, cfg, run_dir, len(train), bool(val), max_length=cfg.data.max_length,
-                   gradient_checkpointing=False),
+                   activation_checkpointing=False),
         train_dataset=_conversational(train), eval_dataset=_conversational(val) if val else None)
     loss, final, seconds = _fit(trainer, run_dir, events)
     # the trainer's eval_accuracy averages per-batch accuracies; this counts every pair once
@@ -82,7 +82,7 @@ def run_dpo(model, tokenizer, train: list[dict], val: list[dict], cfg: RunConfig
     trainer = DPOTrainer(
         model=model, ref_model=None, processing_class=tokenizer,
         args=_args(DPOConfig, cfg, run_dir, len(train), bool(val), beta=cfg.rl.beta,
-                   max_length=cfg.data.max_length, gradient_checkpointing=False),
+                   max_length=cfg.data.max_length, activation_checkpointing=False),
         train_dataset=_conversational(train), eval_dataset=_conversational(val) if val else None)
     loss, final, seconds = _fit(trainer, run_dir, events)
     return {"steps": trainer.state.global_step, "train_loss": round(loss, 4),
@@ -90,6 +90,34 @@ def run_dpo(model, tokenizer, train: list[dict], val: list[dict], cfg: RunConfig
             "eval_accuracy": round(final["eval_rewards/accuracies"], 4) if "eval_rewards/accuracies" in final else None,
             "eval_margin": round(final["eval_rewards/margins"], 4) if "eval_rewards/margins" in final else None,
             "train_seconds": round(seconds, 1)}
+
+
+def run_rloo(model, tokenizer, prompts: list[list[dict]], scorer: "RewardScorer", cfg: RunConfig,
+             run_dir: RunDir, events: EventSink = no_events) -> dict:
+    """REINFORCE leave-one-out (TRL's RLOOTrainer): ``rl.num_generations`` answers per prompt,
+    each answer's baseline the mean reward of the others; the reward model is the reward
+    function; the KL reference is the base with the adapter off."""
+    from datasets import Dataset
+    from trl import RLOOConfig, RLOOTrainer
+
+    def reward_model(prompts, completions, **_):
+        texts = [c[0]["content"] if isinstance(c, list) else c for c in completions]
+        return scorer.score([list(p) for p in prompts], texts)
+
+    rl = cfg.rl
+    per_step = rl.num_generations * max(1, rl.rollout_batch // rl.num_generations)  # answers per step
+    args = _args(RLOOConfig, cfg, run_dir, len(prompts) * rl.num_generations, False,
+                 num_generations=rl.num_generations, max_completion_length=rl.max_new_tokens, beta=rl.kl_coef,
+                 temperature=rl.temperature, activation_checkpointing=False, per_device_train_batch_size=per_step,
+                 per_device_eval_batch_size=per_step)
+    trainer = RLOOTrainer(model=model, reward_funcs=reward_model, args=args, processing_class=tokenizer,
+                          train_dataset=Dataset.from_list([{"prompt": p} for p in prompts]))
+    _, _, seconds = _fit(trainer, run_dir, events)
+    logs = [h for h in trainer.state.log_history if "reward" in h]
+    return {"steps": trainer.state.global_step, "train_seconds": round(seconds, 1),
+            "first_reward": round(logs[0]["reward"], 4) if logs else None,
+            "last_reward": round(logs[-1]["reward"], 4) if logs else None,
+            "last_kl": round(logs[-1].get("kl", 0.0), 4) if logs else None}
 
 
 # ------------------------------------------------------------------------------- reward scoring

@@ -5,9 +5,13 @@
 - ``ppo``: policy optimisation against a reward run (train/ppo.py); eval.json holds the win rate
   of the policy's answers over the reference's on held-out prompts, under the reward model,
   and the KL to the reference.
+- ``rloo``: the same with TRL's RLOOTrainer (several answers per prompt, leave-one-out baseline);
+  during training its KL reference is the base model (TRL turns the adapter off), while the
+  win rate is measured against the SFT run it started from, when there is one.
 
-Every stage saves a LoRA adapter in ``<run>/adapter`` like an SFT run, so chat, eval, export
-and serve work on its output unchanged.
+DPO, PPO and RLOO save a LoRA adapter in ``<run>/adapter`` like an SFT run, so chat, eval,
+export and serve work on their output unchanged. A reward run's adapter carries a score head
+instead of the LM head: `tunelab reward` uses it, and the generating commands refuse it.
 """
 
 from __future__ import annotations
@@ -39,17 +43,30 @@ def check(cfg: RunConfig) -> None:
                           f"method '{cfg.method.name}' is for supervised runs")
     if not cfg.data.train:
         raise ConfigError(f"no training data: pass --data FILE.jsonl ({'preference pairs' if stage in ('reward', 'dpo') else 'prompts'})")
-    if stage == "ppo" and not cfg.rl.reward_model:
-        raise ConfigError("--stage ppo needs a reward model: --reward-model RUN_DIR (train one with --stage reward)")
-    if cfg.rl.init and stage != "ppo":
-        raise ConfigError("rl.init (start from an SFT run) applies to --stage ppo; reward and DPO start from the base")
+    if stage in ("ppo", "rloo") and not cfg.rl.reward_model:
+        raise ConfigError(f"--stage {stage} needs a reward model: --reward-model RUN_DIR (train one with --stage reward)")
+    if cfg.rl.init and stage not in ("ppo", "rloo"):
+        raise ConfigError("rl.init (start from an SFT run) applies to --stage ppo and rloo; reward and DPO start from the base")
+    if cfg.rl.init and Path(cfg.rl.init).exists():  # (the rlhf pipeline checks before the SFT run exists)
+        init_run(cfg)
+
+
+def init_run(cfg: RunConfig) -> RunDir:
+    """The SFT run a policy starts from, checked: same base model, a LoRA-family adapter."""
+    init = open_run(cfg.rl.init)
+    init_cfg = init.config()
+    if init_cfg.model.name != cfg.model.name:
+        raise RunError(f"{init.path}: trained on '{init_cfg.model.name}', but this run's model is '{cfg.model.name}'")
+    if init_cfg.method.name not in ADAPTER_METHODS or not (init.adapter / "adapter_config.json").is_file():
+        raise RunError(f"{init.path}: has no LoRA-family adapter to start from (method '{init_cfg.method.name}')")
+    return init
 
 
 def run(cfg: RunConfig, run_dir: RunDir, events: EventSink = no_events) -> dict:
     check(cfg)
     stage = cfg.train.stage
     scorer = None
-    if stage == "ppo":
+    if stage in ("ppo", "rloo"):
         from tunelab.train.preference import RewardScorer
 
         scorer = RewardScorer.from_run(cfg.rl.reward_model)  # a wrong directory fails before the run is created
@@ -61,10 +78,12 @@ def run(cfg: RunConfig, run_dir: RunDir, events: EventSink = no_events) -> dict:
             tr_idx, val_idx = split_indices(keys, [cfg.data.val_fraction], cfg.train.seed)
             train, val = [train[i] for i in tr_idx], [train[i] for i in val_idx]
     else:
-        prompts = dataset.load_prompts(cfg.data.train)
-        hold = min(cfg.rl.eval_prompts, len(prompts) // 5)
-        tr_idx, val_idx = split_indices([row_key(p) for p in prompts], [hold / len(prompts)], cfg.train.seed)
-        train, val = [prompts[i] for i in tr_idx], [prompts[i] for i in val_idx]
+        train = dataset.load_prompts(cfg.data.train)
+        val = dataset.load_prompts(cfg.data.val)[:cfg.rl.eval_prompts] if cfg.data.val else []
+        hold = min(cfg.rl.eval_prompts, len(train) // 5)
+        if not cfg.data.val and hold:
+            tr_idx, val_idx = split_indices([row_key(p) for p in train], [hold / len(train)], cfg.train.seed)
+            train, val = [train[i] for i in tr_idx], [train[i] for i in val_idx]
     if run_dir.path.exists() and any(run_dir.path.iterdir()):
         raise RunError(f"{run_dir.path}: already exists and is not empty; choose another --out")
     cfg = cfg.model_copy(update={"name": run_dir.name})
@@ -78,6 +97,9 @@ def run(cfg: RunConfig, run_dir: RunDir, events: EventSink = no_events) -> dict:
     settings = method.settings(cfg.method)
     ref = resolve(cfg.model.name)
     tok = load_tokenizer(ref, cfg.model.trust_remote_code)
+    from transformers import set_seed
+
+    set_seed(cfg.train.seed)  # adapter and score-head initialisation follow train.seed
     if stage == "reward":
         model = _with_lora(load_model(ref, "float32", cfg.model.trust_remote_code, head="reward",
                                       **method.load_kwargs(settings)), method, settings, "SEQ_CLS")
@@ -93,10 +115,21 @@ def run(cfg: RunConfig, run_dir: RunDir, events: EventSink = no_events) -> dict:
         summary = run_dpo(model, tok, train, val, cfg, run_dir, events)
         result = {"stage": "dpo", "held_out_pairs": len(val), "preference_accuracy": summary["eval_accuracy"],
                   "reward_margin": summary["eval_margin"]}
-    else:
-        model, reference = _policy(cfg, ref, method, settings)
+    elif stage == "ppo":
+        model, reference = _policy(cfg, ref, method, settings, frozen_copy=True)
         summary = _ppo(model, tok, train, scorer, cfg, run_dir, reference, events)
         result = {"stage": "ppo", **win_rate(model, tok, val, scorer, cfg, reference)}
+    else:
+        from tunelab.train.preference import run_rloo
+
+        model, _ = _policy(cfg, ref, method, settings, frozen_copy=False, dtype="float32")
+        summary = run_rloo(model, tok, train, scorer, cfg, run_dir, events)
+        reference = None
+        if cfg.rl.init:  # compare with the SFT run it started from, as PPO does
+            model.load_adapter(str(open_run(cfg.rl.init).adapter), adapter_name="reference", is_trainable=False)
+            model.set_adapter("default")
+            reference = "reference"
+        result = {"stage": "rloo", **win_rate(model, tok, val, scorer, cfg, reference)}
     if "reference" in getattr(model, "peft_config", {}):
         model.delete_adapter("reference")  # the frozen starting point is not part of the result
     _save(model, tok, run_dir.adapter)
@@ -118,25 +151,23 @@ def _with_lora(model, method, settings, task_type: str):
     return get_peft_model(model, peft_config(settings, task_type=task_type, **extra))
 
 
-def _policy(cfg: RunConfig, ref, method, settings):
-    """The PPO policy: a fresh adapter on the base (reference: adapter off), or the SFT run's
-    adapter, trainable, beside a frozen copy of it named 'reference'."""
+def _policy(cfg: RunConfig, ref, method, settings, *, frozen_copy: bool, dtype: str | None = None):
+    """The policy: a fresh adapter on the base (reference: adapter off), or the SFT run's
+    adapter, trainable, with (``frozen_copy``) a frozen copy of it named 'reference'."""
     from peft import PeftModel
 
     from tunelab.train import fastpath
     from tunelab.train.device import use_bf16
 
-    dtype = cfg.model.dtype if cfg.model.dtype != "auto" else fastpath.base_dtype(method.name, use_bf16(cfg.train.bf16))
+    if dtype is None:
+        dtype = cfg.model.dtype if cfg.model.dtype != "auto" else fastpath.base_dtype(method.name, use_bf16(cfg.train.bf16))
     base = load_model(ref, dtype, cfg.model.trust_remote_code, **method.load_kwargs(settings))
     if not cfg.rl.init:
         return _with_lora(base, method, settings, "CAUSAL_LM"), None
-    init = open_run(cfg.rl.init)
-    init_cfg = init.config()
-    if init_cfg.model.name != cfg.model.name:
-        raise RunError(f"{init.path}: trained on '{init_cfg.model.name}', but this run's model is '{cfg.model.name}'")
-    if not (init.adapter / "adapter_config.json").is_file():
-        raise RunError(f"{init.path}: has no LoRA adapter to start from (method '{init_cfg.method.name}')")
+    init = init_run(cfg)
     model = PeftModel.from_pretrained(base, str(init.adapter), is_trainable=True)
+    if not frozen_copy:
+        return model, None
     model.load_adapter(str(init.adapter), adapter_name="reference", is_trainable=False)
     model.set_adapter("default")
     return model, "reference"
@@ -152,13 +183,16 @@ def _ppo(model, tok, prompts, scorer, cfg: RunConfig, run_dir: RunDir, reference
     settings = ppo.PpoSettings(
         steps=steps, rollout_batch=rl.rollout_batch, mini_batch=rl.mini_batch, ppo_epochs=rl.ppo_epochs,
         max_new_tokens=rl.max_new_tokens, temperature=rl.temperature, lr=t.lr, clip=rl.clip, vf_coef=rl.vf_coef,
-        kl_coef=rl.kl_coef, gamma=rl.gamma, lam=rl.lam, max_grad_norm=t.max_grad_norm, seed=t.seed)
+        kl_coef=rl.kl_coef, gamma=rl.gamma, lam=rl.lam, max_grad_norm=t.max_grad_norm,
+        weight_decay=t.weight_decay, seed=t.seed)
     start = time.perf_counter()
     value_head, history = ppo.train(model, tok, prompts, scorer.score, settings, reference_adapter=reference,
                                     events=events, log=lambda rec: append_jsonl(run_dir.metrics, rec))
     from safetensors.torch import save_file
 
-    save_file({k: v.contiguous() for k, v in value_head.state_dict().items()}, str(run_dir.path / "value_head.safetensors"))
+    tmp = run_dir.path / ".value_head.safetensors.tmp"
+    save_file({k: v.contiguous() for k, v in value_head.state_dict().items()}, str(tmp))
+    tmp.replace(run_dir.path / "value_head.safetensors")
     return {"steps": steps, "train_seconds": round(time.perf_counter() - start, 1),
             "first_reward": history[0]["reward"], "last_reward": history[-1]["reward"],
             "last_kl": history[-1]["kl"]}
