@@ -182,7 +182,7 @@ def train(cfg: RunConfig, *, out: str | Path | None = None, resume: str | Path |
 
     summary = sft.run(model, tokenizer, enc_train.rows, enc_val.rows, cfg, run,
                       resume_from=checkpoint, events=events)
-    _save_weights(method, model, tokenizer, run.model if method.saves == "model" else run.adapter)
+    methods.save_atomically(method, model, tokenizer, run.model if method.saves == "model" else run.adapter)
     atomic_write_json(run.summary_file, {
         "model": ref.name, "method": method.name, "trainable": trainable,
         "train_rows": len(enc_train.rows), "val_rows": len(enc_val.rows), "base_dtype": dtype, **summary,
@@ -200,19 +200,6 @@ def _footprint(model) -> int:
     """Bytes of the model's weights and buffers as held in memory (4-bit weights count as packed)."""
     tensors = list(model.parameters()) + list(model.buffers())
     return sum(t.numel() * t.element_size() for t in tensors)
-
-
-def _save_weights(method, model, tokenizer, target: Path) -> None:
-    """Save into a temp folder beside ``target``, then swap it in: never a half-written adapter."""
-    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
-    try:
-        methods.save(method, model, tmp)
-        tokenizer.save_pretrained(tmp)
-        if target.exists():
-            shutil.rmtree(target)
-        tmp.rename(target)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
 
 
 # ---------------------------------------------------------------- load a run or a model

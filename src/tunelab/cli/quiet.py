@@ -11,6 +11,8 @@ def quiet_libraries() -> None:
     """Keep library chatter (load bars, deprecation notes) out of the user's terminal."""
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    os.environ.setdefault("HF_DATASETS_DISABLE_PROGRESS_BARS", "1")  # TRL's tokenising/filtering bars
+    os.environ.setdefault("TRL_EXPERIMENTAL_SILENCE", "1")
     os.environ.setdefault("TRANSFORMERS_NO_ADVISORY_WARNINGS", "1")
     for name in ("transformers", "trl", "peft", "datasets", "accelerate", "huggingface_hub", "torch", "bitsandbytes"):
         logging.getLogger(name).setLevel(logging.ERROR)

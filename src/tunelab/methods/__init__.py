@@ -75,6 +75,22 @@ def save(method: Method, model, folder: Path) -> None:
         model.save_pretrained(folder)
 
 
+def save_atomically(method: Method, model, tokenizer, target: Path) -> None:
+    """Save into a temp folder beside ``target``, then swap it in: never a half-written adapter."""
+    import shutil
+    import tempfile
+
+    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
+    try:
+        save(method, model, tmp)
+        tokenizer.save_pretrained(tmp)
+        if target.exists():
+            shutil.rmtree(target)
+        tmp.rename(target)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
 @contextmanager
 def base_only(model):
     """Temporarily turn a tuned model's adapter off (PEFT or bottleneck) to get the base's outputs."""

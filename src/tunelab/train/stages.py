@@ -17,8 +17,6 @@ instead of the LM head: `tunelab reward` uses it, and the generating commands re
 from __future__ import annotations
 
 import math
-import shutil
-import tempfile
 from pathlib import Path
 
 from tunelab import methods
@@ -132,7 +130,7 @@ def run(cfg: RunConfig, run_dir: RunDir, events: EventSink = no_events) -> dict:
         result = {"stage": "rloo", **win_rate(model, tok, val, scorer, cfg, reference)}
     if "reference" in getattr(model, "peft_config", {}):
         model.delete_adapter("reference")  # the frozen starting point is not part of the result
-    _save(model, tok, run_dir.adapter)
+    methods.save_atomically(method, model, tok, run_dir.adapter)
     trainable = methods.trainable_summary(model)
     atomic_write_json(run_dir.summary_file, {"model": ref.name, "method": method.name, "stage": stage,
                                              "trainable": trainable, "train_rows": len(train), "val_rows": len(val),
@@ -237,18 +235,6 @@ def win_rate(model, tok, prompts: list[list[dict]], scorer, cfg: RunConfig, refe
                      "reference_reward": round(rb, 3)}
                     for p, a, b, ra, rb in list(zip(prompts, tuned, before, r_tuned, r_before))[:3]],
     }
-
-
-def _save(model, tok, target: Path) -> None:
-    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
-    try:
-        model.save_pretrained(tmp)
-        tok.save_pretrained(tmp)
-        if target.exists():
-            shutil.rmtree(target)
-        tmp.rename(target)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
 
 
 def report(name: str, cfg: RunConfig, summary: dict, result: dict) -> str:
