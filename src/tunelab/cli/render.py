@@ -50,8 +50,8 @@ class ProgressView:
             task = self.progress.tasks[self.train_task]
             loss = event.get("loss", task.fields.get("loss"))
             val = event.get("eval_loss", task.fields.get("val"))
-            self.progress.update(self.train_task, completed=event["step"], loss=loss, val=val,
-                                 info=f"loss {_fmt(loss)}  val {_fmt(val)}")
+            info = event.get("info") or f"loss {_fmt(loss)}  val {_fmt(val)}"  # PPO sends reward/KL/entropy
+            self.progress.update(self.train_task, completed=event["step"], loss=loss, val=val, info=info)
         elif kind == "eval_side":
             self.eval_tasks[event["side"]] = self.progress.add_task(
                 f"generate ({event['side']})", total=event["total"], info="")
