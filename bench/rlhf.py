@@ -1,7 +1,7 @@
 """RLHF on the shipped preference data (concise vs rambling answers), on the bundled model.
 
-Runs `tunelab rlhf`'s pipeline (SFT on the chosen answers -> reward model -> PPO from the SFT
-run), then RLOO from the same SFT and reward runs, and prints one JSON line: the reward
+Runs `tunelab demo --rlhf` (the `tunelab rlhf` pipeline: SFT on the chosen answers -> reward
+model -> PPO from the SFT run), then RLOO from the same SFT and reward runs, and prints one JSON line: the reward
 model's held-out pairwise accuracy, each policy's win rate over the SFT model under the
 reward model on held-out prompts, KL to the SFT model, and wall time per stage.
 
@@ -27,24 +27,15 @@ def main() -> None:
     parser.add_argument("--reward-steps", type=int, default=30)
     parser.add_argument("--ppo-steps", type=int, default=12)
     parser.add_argument("--rloo-steps", type=int, default=12)
-    parser.add_argument("--lr", type=float, default=3e-4, help="policy learning rate (PPO and RLOO)")
+    parser.add_argument("--lr", type=float, default=3e-4, help="RLOO's learning rate (PPO's is the demo's, 3e-4)")
     args = parser.parse_args()
     out = Path(args.out)
     shutil.rmtree(out, ignore_errors=True)
     out.mkdir(parents=True)
     pairs = resources.path("prefs_concise.jsonl")
-    config = out / "rlhf.yaml"
-    config.write_text(f"""
-train: {{batch_size: 8}}
-rl: {{rollout_batch: 16, mini_batch: 8, max_new_tokens: 48, eval_prompts: 40}}
-stages:
-  sft: {{data: {pairs}, train: {{max_steps: {args.sft_steps}, lr: 2.0e-4}}}}
-  reward: {{data: {pairs}, train: {{max_steps: {args.reward_steps}, lr: 5.0e-4}}}}
-  ppo: {{data: {pairs}, train: {{max_steps: {args.ppo_steps}, lr: {args.lr}}}}}
-""")
     times = {}
     start = time.perf_counter()
-    runs = api.rlhf(config, out=out / "pipeline")
+    runs = api.demo_rlhf(out / "pipeline", steps=(args.sft_steps, args.reward_steps, args.ppo_steps))
     for name, path in runs.items():
         times[name] = api.open_run(path).summary().get("train_seconds")
     pipeline_seconds = time.perf_counter() - start

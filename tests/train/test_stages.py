@@ -173,3 +173,13 @@ def test_rloo_through_trl_against_the_reward_run(capsys, tmp_path, tiny_model, p
     logged = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     assert any("reward" in r and "kl" in r for r in logged)
     assert (out / "adapter" / "adapter_config.json").is_file()
+
+
+def test_demo_rlhf_runs_the_shipped_pairs(tmp_path, tiny_model):
+    from tunelab import api
+
+    runs = api.demo_rlhf(tmp_path / "demo", model=tiny_model, steps=(1, 2, 1))
+    assert list(runs) == ["sft", "reward", "ppo"]
+    assert json.loads((runs["reward"] / "eval.json").read_text())["held_out_pairs"] == 41
+    assert json.loads((runs["ppo"] / "eval.json").read_text())["held_out_prompts"] == 40
+    assert (tmp_path / "demo" / "rlhf.yaml").is_file()

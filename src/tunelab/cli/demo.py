@@ -16,8 +16,21 @@ from tunelab.cli.render import ProgressView, console
 def demo_cmd(
     out: Path = typer.Option(Path("runs/demo"), "--out", help="folder for the demo's data and run"),
     sets: list[str] = typer.Option(None, "--set", help="override a config key, e.g. --set train.epochs=2"),
+    rlhf: bool = typer.Option(False, "--rlhf", help="instead: SFT -> reward model -> PPO on the shipped preference "
+                                                    "pairs (concise over rambling answers), about 13 minutes"),
 ) -> None:
     """Fine-tune the bundled SmolLM2-135M with LoRA to write calendar entries, then compare base vs tuned."""
+    if rlhf:
+        from tunelab.cli.train import show_stage
+
+        console.print("[bold]tunelab demo --rlhf[/bold]: SFT, a reward model and PPO on 410 preference pairs "
+                      "(a concise answer preferred over a rambling one), LoRA, CPU.")
+        with ProgressView() as progress:
+            runs = api.demo_rlhf(out if out != Path("runs/demo") else Path("runs/demo-rlhf"), events=progress)
+        console.print(f"sft: {runs['sft']}")
+        for stage in ("reward", "ppo"):
+            show_stage(api.open_run(runs[stage]))
+        return
     console.print("[bold]tunelab demo[/bold]: teach SmolLM2-135M to turn meeting notes into calendar entries "
                   f"(LoRA, CPU). Held-out test rows: {api.DEMO_TEST_ROWS}.")
 
