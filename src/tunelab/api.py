@@ -550,7 +550,7 @@ def demo(out: str | Path = "runs/demo", *, sets: list[str] | None = None, events
 def demo_rlhf(out: str | Path = "runs/demo-rlhf", *, model: str | None = None, steps: tuple[int, int, int] = (10, 30, 12),
               events: EventSink = no_events) -> dict[str, Path]:
     """SFT -> reward model -> PPO on the shipped preference pairs (concise over rambling answers),
-    with the recipe bench/rlhf.py measures: about 13 minutes on a 2-core CPU."""
+    with the recipe bench/rlhf.py measures: 701 s on a 2-core CPU."""
     import yaml
 
     from tunelab import resources

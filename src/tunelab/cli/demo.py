@@ -17,7 +17,7 @@ def demo_cmd(
     out: Path = typer.Option(Path("runs/demo"), "--out", help="folder for the demo's data and run"),
     sets: list[str] = typer.Option(None, "--set", help="override a config key, e.g. --set train.epochs=2"),
     rlhf: bool = typer.Option(False, "--rlhf", help="instead: SFT -> reward model -> PPO on the shipped preference "
-                                                    "pairs (concise over rambling answers), about 13 minutes"),
+                                                    "pairs (concise over rambling answers), about 12 minutes on 2 cores"),
 ) -> None:
     """Fine-tune the bundled SmolLM2-135M with LoRA to write calendar entries, then compare base vs tuned."""
     if rlhf:
