@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import os
 
-from tunelab.train.device import bf16_available
 
 # Activation bytes per token per layer, in units of the hidden size, for a pre-norm decoder
 # block in 16-bit (Korthikanti et al., 2022, without sequence parallelism): 34·h, plus the
