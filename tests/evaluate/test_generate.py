@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from tunelab.data.tokens import encode_chat, encode_prompt
-from tunelab.evaluate.generate import generate, generate_and_score
+from tunelab.evaluate.generate import generate, generate_and_score, stop_ids
 from tunelab.evaluate.metrics import reference_loss
 
 QUESTIONS = ["Turn this note into a calendar entry.", "What is the capital of France?", "Monday", "yes",
@@ -27,7 +27,7 @@ def one_at_a_time(model, tok, prompt: list[int], max_new: int) -> str:
     with torch.inference_mode():
         out = model.generate(input_ids=torch.tensor([prompt]), max_new_tokens=max_new, do_sample=False,
                              pad_token_id=tok.pad_token_id)[0, len(prompt):].tolist()
-    if out and out[-1] in model.generation_config.eos_token_id:
+    if out and out[-1] in stop_ids(model, tok):
         out = out[:-1]  # model.generate keeps the stop token; answers never include it
     return tok.decode(out, skip_special_tokens=True).strip()
 
@@ -98,3 +98,46 @@ def test_columns_no_row_needs_are_dropped(tiny):
     batch.advance(batch.logits.argmax(-1))
     alone.advance(alone.logits.argmax(-1))
     assert torch.allclose(batch.logits, alone.logits, atol=1e-5)
+
+
+SYSTEM = {"role": "system", "content": "You answer calendar questions for a small team. Keep answers short, "
+                                       "use the team's time zone and name every person who is invited."}
+
+
+def test_a_start_shared_by_every_prompt_runs_once_and_changes_nothing(tiny):
+    from tunelab.evaluate.generate import DecodeBatch, _shared_start
+
+    model, tok = tiny
+    prompts = [encode_prompt(tok, [SYSTEM, {"role": "user", "content": q}]) for q in QUESTIONS]
+    shared = _shared_start(prompts)
+    assert shared >= 20 and all(p[:shared] == prompts[0][:shared] for p in prompts)
+    assert shared < min(len(p) for p in prompts)  # every row keeps its own last prompt token
+    batch = DecodeBatch(model, tok.pad_token_id).prefill(prompts)
+    # the shared start sits in one set of columns, each row's padding after it
+    assert batch.mask.shape[1] == shared + max(len(p) for p in prompts) - shared
+    assert bool(batch.mask[:, :shared].all())
+    for r, p in enumerate(prompts):
+        alone = DecodeBatch(model, tok.pad_token_id).prefill([p])
+        assert torch.allclose(batch.logits[r], alone.logits[0], atol=1e-4)
+    assert generate(model, tok, prompts, max_new_tokens=12, batch_size=10) == \
+        [one_at_a_time(model, tok, p, 12) for p in prompts]
+
+
+def test_loss_with_a_shared_start_equals_the_plain_reference_loss(tiny):
+    model, tok = tiny
+    convs = [[SYSTEM, {"role": "user", "content": q}, {"role": "assistant", "content": a}]
+             for q, a in zip(QUESTIONS, ["Event", "Paris.", "Tuesday", "no", "dog", "9 AM", "Rome", "yes", "x", "ok"])]
+    prompts = [encode_prompt(tok, c[:2]) for c in convs]
+    encoded = [encode_chat(tok, c, 512, False) for c in convs]
+    refs = [(e.input_ids[len(p):], e.labels[len(p):]) for p, e in zip(prompts, encoded)]
+    _, loss = generate_and_score(model, tok, prompts, refs, max_new_tokens=4, batch_size=10)
+    assert loss == pytest.approx(reference_loss(model, encoded, batch_size=3), rel=1e-5)
+
+
+def test_short_or_unshared_starts_are_not_split_off():
+    from tunelab.evaluate.generate import _shared_start
+
+    assert _shared_start([list(range(100))]) == 0  # one row: nothing to share
+    assert _shared_start([[1, 2, 3], [1, 2, 4]]) == 0  # two tokens saved do not pay for a forward
+    assert _shared_start([[7] * 70 + [1], [7] * 70 + [2]]) == 70
+    assert _shared_start([[7] * 70, [7] * 90]) == 69  # the shorter prompt keeps its last token

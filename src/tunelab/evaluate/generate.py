@@ -101,39 +101,53 @@ class DecodeBatch:
         """Run the prompts (left-padded). With ``references`` (token ids and labels following
         each prompt, -100 where not scored), the same forward also scores them: the cache is
         then cut back to the prompts, and ``nll``/``scored`` hold each row's summed
-        cross-entropy and scored-token count, so teacher-forced loss costs no second pass."""
+        cross-entropy and scored-token count, so teacher-forced loss costs no second pass.
+
+        The tokens every prompt starts with (a chat template's system prompt, a shared
+        instruction) run once for the whole batch; the rows continue after them, so a row's
+        columns are [shared start | its padding | the rest of its prompt | its reference]."""
         import torch
         import torch.nn.functional as F
 
         device = next(self.model.parameters()).device
-        width = max(len(p) for p in prompts)
+        n = len(prompts)
+        shared = _shared_start(prompts)
+        self.cache = new_cache()
+        if shared:
+            ones = torch.ones((1, shared), dtype=torch.long, device=device)
+            self._forward(input_ids=torch.tensor([prompts[0][:shared]], device=device), attention_mask=ones,
+                          position_ids=torch.arange(shared, device=device)[None])
+            self.cache.batch_repeat_interleave(n)
+        width = max(len(p) for p in prompts) - shared
         tail = max((len(ids) for ids, _ in references), default=0) if references else 0
-        ids = torch.full((len(prompts), width + tail), self.pad_id, dtype=torch.long)
-        mask = torch.zeros((len(prompts), width + tail), dtype=torch.long)
-        labels = torch.full((len(prompts), tail), -100, dtype=torch.long)
+        ids = torch.full((n, width + tail), self.pad_id, dtype=torch.long)
+        mask = torch.zeros((n, shared + width + tail), dtype=torch.long)
+        mask[:, :shared] = 1
+        labels = torch.full((n, tail), -100, dtype=torch.long)
         for r, p in enumerate(prompts):
-            ids[r, width - len(p):width] = torch.tensor(p)
-            mask[r, width - len(p):width] = 1
+            rest = p[shared:]
+            ids[r, width - len(rest):width] = torch.tensor(rest)
+            mask[r, shared + width - len(rest):shared + width] = 1
             if tail and references[r][0]:
                 ref_ids, ref_labels = references[r]
                 ids[r, width:width + len(ref_ids)] = torch.tensor(ref_ids)
-                mask[r, width:width + len(ref_ids)] = 1
+                mask[r, shared + width:shared + width + len(ref_ids)] = 1
                 labels[r, :len(ref_labels)] = torch.tensor(ref_labels)
         positions = (mask.cumsum(-1) - 1).clamp(min=0)
-        self.cache = new_cache()
         logits = self._forward(keep=tail + 1, input_ids=ids.to(device), attention_mask=mask.to(device),
-                               position_ids=positions.to(device))
+                               position_ids=positions[:, shared:].to(device))
         if references is not None:
-            self.nll, self.scored = torch.zeros(len(prompts)), torch.zeros(len(prompts), dtype=torch.long)
+            self.nll, self.scored = torch.zeros(n), torch.zeros(n, dtype=torch.long)
         if tail:
-            for g in range(0, len(prompts), 8):  # float32 logits a few rows at a time
+            for g in range(0, n, 8):  # float32 logits a few rows at a time
                 ce = F.cross_entropy(logits[g:g + 8, :-1].float().transpose(1, 2), labels[g:g + 8].to(device),
                                      ignore_index=-100, reduction="none")
                 self.nll[g:g + 8] = ce.sum(-1).cpu()
             self.scored = (labels != -100).sum(-1)
             self.cache.crop(-tail)
         self.logits = logits[:, 0].float()
-        self.mask, self.last_pos = mask[:, :width].to(device), positions[:, width - 1].to(device)
+        end = shared + width
+        self.mask, self.last_pos = mask[:, :end].to(device), positions[:, end - 1].to(device)
         return self
 
     def merge(self, other: "DecodeBatch") -> None:
@@ -176,6 +190,18 @@ class DecodeBatch:
         self.last_pos = self.last_pos + 1
         self.logits = self._forward(input_ids=tokens[:, None].to(self.mask.device), attention_mask=self.mask,
                                     position_ids=self.last_pos[:, None])[:, -1].float()
+
+
+def _shared_start(prompts: list[list[int]]) -> int:
+    """How many leading tokens to run once for all ``prompts``: their common start, short of
+    each prompt's last token (whose logits are each row's own), and only when running it once
+    saves more than the extra forward costs."""
+    if len(prompts) < 2:
+        return 0
+    first, n = prompts[0], min(len(p) for p in prompts) - 1
+    for p in prompts[1:]:
+        n = next((i for i in range(n) if p[i] != first[i]), n)
+    return n if n * (len(prompts) - 1) >= 64 else 0
 
 
 def pick(logits, temperature: float, top_p: float, generator=None):
