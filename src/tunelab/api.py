@@ -266,12 +266,16 @@ def reply(loaded: Loaded, messages: list[dict], *, max_new_tokens: int = 256,
 
 def evaluate(target: str | Path, data: str | Path, *, limit: int | None = None, forgetting: bool = True,
              bias: bool = True, judge: str | None = None, judge_key: str | None = None,
-             events: EventSink = no_events) -> dict:
+             fresh_base: bool = False, events: EventSink = no_events) -> dict:
     """Base vs tuned on the same rows (loss, perplexity, ROUGE-L, BLEU, exact match, token F1,
     samples), plus general-knowledge forgetting, bias probes, overfitting and an optional judge.
-    Writes eval.json, report.md and report.html into the run."""
+    Writes eval.json, report.md and report.html into the run.
+
+    The base model's results are reused from an earlier evaluation of the same base on the same
+    rows with the same settings (``eval.reuse_base``), unless ``fresh_base``."""
     from contextlib import nullcontext
 
+    from tunelab.evaluate import basecache
     from tunelab.evaluate import bias as bias_probe
     from tunelab.evaluate import forgetting as forget
     from tunelab.evaluate import metrics, overfit, report
@@ -314,6 +318,27 @@ def evaluate(target: str | Path, data: str | Path, *, limit: int | None = None, 
         longest = max((len(ids) for ids in tok(refs, add_special_tokens=False)["input_ids"]), default=64)
         max_new = min(512, int(1.5 * longest) + 16)
 
+    identity = None
+    if cfg.eval.reuse_base and not fresh_base:
+        identity = basecache.base_identity(loaded.ref.source, base_model if base_model is not None else loaded.model)
+    reused: list[str] = []
+
+    def once(name: str, part: str, settings: dict, compute):
+        """The base side's ``part`` as an earlier evaluation left it, or computed (and kept)."""
+        if name != "base" or identity is None:
+            return compute()
+        device = str(next(model_for(name)[0].parameters()).device.type)
+        key = basecache.key(identity, part, {"dtype": dtype, "device": device, **settings})
+        value = basecache.get(key)
+        if value is None:
+            value = compute()
+            basecache.put(key, value)
+        else:
+            reused.append(part)
+            events({"event": "note", "text": f"{part} (base): reused from an earlier evaluation of this base "
+                                             f"on the same rows (--fresh-base recomputes it)"})
+        return value
+
     def side(name: str) -> dict:
         if name == "tuned" and loaded.is_adapter and method.can_merge and not getattr(loaded.model, "is_quantized", False):
             # the base side is done. In fp32, fold the adapter into the weights so decoding runs
@@ -330,8 +355,10 @@ def evaluate(target: str | Path, data: str | Path, *, limit: int | None = None, 
                     if param.dtype == torch.float32:
                         param.data = param.data.to(_torch_dtype(dtype))
         model, ctx = model_for(name)
-        with ctx:
-            if continuations and not is_prompt_learning(model):  # one prefill serves loss and answers
+        prompt_learning = is_prompt_learning(model)
+
+        def task() -> dict:
+            if continuations and not prompt_learning:  # one prefill serves loss and answers
                 events({"event": "eval_side", "side": f"task ({name})", "total": len(prompt_ids)})
                 answers, loss = generate_and_score(
                     model, tok, prompt_ids, continuations, max_new_tokens=max_new, batch_size=cfg.eval.batch_size,
@@ -339,6 +366,15 @@ def evaluate(target: str | Path, data: str | Path, *, limit: int | None = None, 
             else:
                 loss = metrics.reference_loss(model, encoded, batch_size=cfg.eval.batch_size)
                 answers = gen(model, name, prompt_ids, max_new, "task")
+            return {"answers": answers, "loss": loss}
+
+        with ctx:
+            scored = once(name, "task", {
+                "prompts": prompt_ids, "max_new_tokens": max_new, "batch_size": cfg.eval.batch_size,
+                "prompt_learning": prompt_learning,
+                "references": continuations if continuations and not prompt_learning
+                else [[e.input_ids, e.labels] for e in encoded]}, task)
+            answers, loss = scored["answers"], scored["loss"]
             out: dict = {"scores": {
                 "loss": round(loss, 4),
                 "perplexity": round(metrics.perplexity(loss), 4),
@@ -350,10 +386,17 @@ def evaluate(target: str | Path, data: str | Path, *, limit: int | None = None, 
             if forgetting:
                 q_ids = [encode_prompt(tok, [{"role": "user", "content": q["question"]}]) for q in questions]
                 ask = lambda _qs: gen(model, name, q_ids, 24, "general QA")  # noqa: E731
-                out["forgetting"] = forget.side(model, tok, ask, rows=questions)
+                out["forgetting"] = once(name, "forgetting", {
+                    "questions": questions, "prompts": q_ids, "batch_size": cfg.eval.batch_size,
+                    "prompt_learning": prompt_learning, "prose": forget.probe_prose()},
+                    lambda: forget.side(model, tok, ask, rows=questions))
             if bias:
-                events({"event": "note", "text": f"bias probes ({name})"})
-                out["bias"] = bias_probe.scores(model, tok)
+                def probe() -> dict:
+                    events({"event": "note", "text": f"bias probes ({name})"})
+                    return bias_probe.scores(model, tok)
+
+                out["bias"] = once(name, "bias", {"probes": bias_probe.probes(), "prompt_learning": prompt_learning},
+                                   probe)
         return out
 
     start = time.perf_counter()
@@ -363,6 +406,7 @@ def evaluate(target: str | Path, data: str | Path, *, limit: int | None = None, 
         "data": str(data),
         "base": base["scores"],
         "tuned": tuned["scores"],
+        "base_reused": reused,
         "overfitting": overfit.analyse(run.read_metrics()),
         "samples": [
             {"prompt": prompts[i][-1]["content"], "reference": refs[i],

@@ -111,11 +111,13 @@ class EvalSection(_Section):
     limit: int | None = Field(None, ge=1, description="evaluate at most this many test rows")
     max_new_tokens: Annotated[int, Field(ge=1)] | Literal["auto"] = Field(
         "auto", description="generation budget per answer; auto: 1.5x the longest reference answer + 16 tokens (at most 512)")
-    batch_size: int = Field(64, ge=1, description="rows generated together")
+    batch_size: int = Field(128, ge=1, description="rows generated together")
     samples: int = Field(3, ge=0, description="side-by-side samples shown in the report")
     probe_questions: int = Field(100, ge=0, description="general-knowledge questions asked for forgetting (0: all)")
     dtype: Literal["auto", "float32", "bfloat16"] = Field(
         "auto", description="dtype for evaluation; auto: bf16 where supported (for a bf16-safe method)")
+    reuse_base: bool = Field(True, description="reuse the base model's results from an earlier evaluation of the "
+                                               "same base on the same rows and settings (kept under TUNELAB_HOME)")
 
 
 class RunConfig(_Section):

@@ -86,6 +86,37 @@ def test_eval_json_shape_and_files(capsys, cli_run):
     assert "![loss curves](plots/loss.png)" in report and "data:image/png;base64," in page
 
 
+def test_eval_reuses_the_base_side_of_an_earlier_eval(capsys, cli_run, tmp_path):
+    import os
+    from pathlib import Path
+
+    rows = write_jsonl(tmp_path / "few.jsonl", MEMO_ROWS[:3])
+
+    def evaluate(data, *flags) -> dict:
+        code, out, err = run_cli(capsys, "eval", cli_run / "run", "--data", data, "--no-forgetting", "--json", *flags)
+        assert code == 0, err
+        return json.loads(out)
+
+    first = evaluate(rows)
+    assert "task" not in first["base_reused"]  # (the rows-independent bias probes may be there already)
+    second = evaluate(rows)
+    assert second["base_reused"] == ["task", "bias"]
+    assert second["base"] == first["base"] and second["tuned"] == first["tuned"]
+    assert second["bias"]["axes"] == first["bias"]["axes"]
+    fresh = evaluate(rows, "--fresh-base")
+    assert fresh["base_reused"] == [] and fresh["base"] == first["base"]
+    # a damaged file is computed again, not trusted
+    damaged = list((Path(os.environ["TUNELAB_HOME"]) / "eval-base").glob("task-*.json"))
+    assert damaged
+    for f in damaged:
+        f.write_text("{oops")
+    assert evaluate(rows)["base_reused"] == ["bias"]
+    assert evaluate(rows)["base_reused"] == ["task", "bias"]
+    # other rows: their own base answers; the bias probes do not depend on the rows
+    other = write_jsonl(tmp_path / "other.jsonl", MEMO_ROWS[3:6])
+    assert evaluate(other)["base_reused"] == ["bias"]
+
+
 def test_chat_one_prompt(capsys, cli_run, tiny_model):
     code, out, _ = run_cli(capsys, "chat", cli_run / "run", "--prompt", "Code word 1?", "--max-new-tokens", "5")
     assert code == 0 and out.strip()

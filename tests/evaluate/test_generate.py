@@ -141,3 +141,33 @@ def test_short_or_unshared_starts_are_not_split_off():
     assert _shared_start([[1, 2, 3], [1, 2, 4]]) == 0  # two tokens saved do not pay for a forward
     assert _shared_start([[7] * 70 + [1], [7] * 70 + [2]]) == 70
     assert _shared_start([[7] * 70, [7] * 90]) == 69  # the shorter prompt keeps its last token
+
+
+def test_a_prefill_takes_no_more_rows_than_its_padded_tokens_allow(monkeypatch):
+    import collections
+
+    from tunelab.evaluate import generate as gen
+
+    monkeypatch.setattr(gen, "PREFILL_CELLS", 100)
+    prompts = [[1] * 10, [1] * 10, [1] * 20, [1] * 30, [1] * 200]
+    refs = [([2] * 5, [2] * 5)] * 4 + [([2] * 10, [2] * 10)]
+    waiting = collections.deque(range(5))
+    # 10+5 per row: 6 rows would fit, but the third row widens every row to 20+5 (3 x 25 = 75),
+    # the fourth to 30+5 (4 x 35 = 140 > 100)
+    assert gen._next_prefill(waiting, prompts, refs, room=8) == [0, 1, 2]
+    assert gen._next_prefill(waiting, prompts, refs, room=8) == [3]
+    assert gen._next_prefill(waiting, prompts, refs, room=8) == [4]  # alone over the budget: still taken
+    assert gen._next_prefill(collections.deque(range(5)), prompts, None, room=2) == [0, 1]
+
+
+def test_continuations_scored_after_a_shared_prompt_match_whole_sequences(tiny):
+    from tunelab.evaluate.scoring import _whole_sequences, continuation_logprobs
+
+    model, tok = tiny
+    prompts = [tok(t, add_special_tokens=False)["input_ids"] for t in
+               ["The nurse was", "The engineer from Spain was", "A very old man was"]]
+    conts = [tok(w, add_special_tokens=False)["input_ids"] for w in [" kind", " rude and loud", " x", " not at all helpful"]]
+    pairs = [(p, c) for p in prompts for c in conts]
+    for batch_size in (128, 5):
+        assert continuation_logprobs(model, pairs, batch_size=batch_size) == \
+            pytest.approx(_whole_sequences(model, pairs), abs=1e-4)

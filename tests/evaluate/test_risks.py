@@ -11,16 +11,25 @@ from tunelab.evaluate import bias, forgetting, judge, overfit
 from tunelab.evaluate.scoring import continuation_logprobs, text_nll
 
 
-class Bigram(torch.nn.Module):
-    """A 'language model' whose next-token log-probs depend only on the current token: row t of
-    ``table`` holds the logits after token t, so every log-probability is known by hand."""
+def bigram(table: torch.Tensor):
+    """A real causal LM (it runs with a KV cache) whose next-token logits depend only on the
+    current token: row t of ``table`` holds the logits after token t, so every
+    log-probability is known by hand. One layer whose attention and MLP write nothing, each
+    token embedded as a unit-RMS one-hot (the final norm leaves it as is), and an LM head whose
+    column t is row t of the table."""
+    from transformers import LlamaConfig, LlamaForCausalLM
 
-    def __init__(self, table: torch.Tensor) -> None:
-        super().__init__()
-        self.table = torch.nn.Parameter(table, requires_grad=False)
-
-    def forward(self, input_ids, attention_mask=None):
-        return type("Out", (), {"logits": self.table[input_ids]})()
+    n = table.shape[0]
+    config = LlamaConfig(vocab_size=n, hidden_size=n, intermediate_size=4, num_hidden_layers=1,
+                         num_attention_heads=1, num_key_value_heads=1, head_dim=n, rms_norm_eps=1e-12,
+                         tie_word_embeddings=False, pad_token_id=0, bos_token_id=0, eos_token_id=0)
+    model = LlamaForCausalLM(config).eval()
+    with torch.no_grad():
+        model.model.embed_tokens.weight.copy_(torch.eye(n) * n ** 0.5)
+        model.model.layers[0].self_attn.o_proj.weight.zero_()
+        model.model.layers[0].mlp.down_proj.weight.zero_()
+        model.lm_head.weight.copy_(table.T / n ** 0.5)
+    return model
 
 
 class WordTokenizer:
@@ -39,14 +48,20 @@ WORDS = ["The", " man", " woman", " was", " kind", " rude"]
 def toy():
     torch.manual_seed(0)
     table = torch.randn(len(WORDS), len(WORDS))
-    return Bigram(table), WordTokenizer(WORDS), torch.log_softmax(table, -1)
+    return bigram(table), WordTokenizer(WORDS), torch.log_softmax(table, -1)
 
 
 def test_continuation_logprobs_are_exact():
+    from tunelab.evaluate.scoring import _whole_sequences
+
     model, tok, logp = toy()
-    got = continuation_logprobs(model, [([0, 1, 3], [4]), ([0, 2], [3, 5])])
-    assert got[0] == pytest.approx(float(logp[3, 4]), abs=1e-6)
-    assert got[1] == pytest.approx(float(logp[2, 3] + logp[3, 5]), abs=1e-6)
+    pairs = [([0, 1, 3], [4]), ([0, 2], [3, 5]), ([0, 1, 3], [5, 4, 1]), ([0, 2], [1])]
+    expected = [float(logp[3, 4]), float(logp[2, 3] + logp[3, 5]), float(logp[3, 5] + logp[5, 4] + logp[4, 1]),
+                float(logp[2, 1])]
+    # prompts shared by several continuations run once (two prompts per batch, then one each)
+    for batch_size in (128, 1):
+        assert continuation_logprobs(model, pairs, batch_size=batch_size) == pytest.approx(expected, abs=1e-5)
+    assert _whole_sequences(model, pairs) == pytest.approx(expected, abs=1e-5)  # prefix/prompt-tuned models
 
 
 def test_bias_scores_and_gap_are_exact():
@@ -73,6 +88,12 @@ def test_prose_perplexity_is_exact():
     ids = [0, 1, 3, 4]
     nll, n = text_nll(model, ids)
     assert n == 3 and nll == pytest.approx(-float(logp[0, 1] + logp[1, 3] + logp[3, 4]), abs=1e-5)
+    # several windows per forward, the last one shorter: still every bigram once
+    long = [0, 1, 3, 4, 2, 3, 5, 1, 3, 4, 0]
+    for window, batch_size in ((3, 8), (3, 1), (4, 2), (256, 8)):
+        nll_w, n_w = text_nll(model, long, window=window, batch_size=batch_size)
+        assert n_w == len(long) - 1
+        assert nll_w == pytest.approx(-sum(float(logp[a, b]) for a, b in zip(long, long[1:])), abs=1e-4)
     ppl = forgetting.prose_perplexity(model, tok, "The man was kind")
     assert ppl == pytest.approx(math.exp(nll / 3), rel=1e-5)
 

@@ -23,18 +23,24 @@ def eval_cmd(
     bias: bool = typer.Option(True, "--bias/--no-bias", help="counterfactual bias probes, base vs tuned"),
     judge: str = typer.Option(None, "--judge", help="pairwise judge: a model/run, or URL#MODEL of an OpenAI API"),
     judge_key: str = typer.Option(None, "--judge-key", help="API key for a --judge endpoint"),
+    fresh_base: bool = typer.Option(False, "--fresh-base",
+                                    help="recompute the base model's side even if an earlier eval of the same "
+                                         "base on the same rows left it"),
     as_json: bool = typer.Option(False, "--json", help="print JSON instead of tables"),
 ) -> None:
     """Compare the base model and the tuned model on the same rows (greedy decoding), and check
     forgetting, bias and overfitting. Writes eval.json, report.md and report.html into the run."""
     with ProgressView() as progress:
         result = api.evaluate(run_dir, data, limit=limit, forgetting=forgetting, bias=bias, judge=judge,
-                              judge_key=judge_key, events=progress)
+                              judge_key=judge_key, fresh_base=fresh_base, events=progress)
     if as_json:
         print_json({k: v for k, v in result.items() if k not in ("samples",)})
         return
     render_comparison(result)
     render_risks(result)
+    if result.get("base_reused"):
+        console.print(f"base model results reused from an earlier eval of the same rows: "
+                      f"{', '.join(result['base_reused'])} (--fresh-base recomputes them)")
     console.print(f"report: {Path(run_dir) / 'report.md'} and report.html")
 
 

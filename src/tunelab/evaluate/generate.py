@@ -288,7 +288,7 @@ def _decode(model, tokenizer, prompts, references, max_new_tokens, batch_size, t
     try:
         while waiting or rows:
             if waiting and len(rows) <= batch_size // 2:
-                take = [waiting.popleft() for _ in range(min(batch_size - len(rows), len(waiting)))]
+                take = _next_prefill(waiting, prompts, references, batch_size - len(rows))
                 new = DecodeBatch(model, pad).prefill([prompts[i] for i in take],
                                                       [references[i] for i in take] if references else None)
                 if references:
@@ -320,6 +320,26 @@ def _decode(model, tokenizer, prompts, references, max_new_tokens, batch_size, t
     finally:
         model.train(was_training)
     return out, nll, count
+
+
+# padded prompt + reference tokens one prefill may hold: the reference positions' logits are
+# kept (rows x reference length x vocabulary), so long references get fewer rows per prefill
+PREFILL_CELLS = 16384
+
+
+def _next_prefill(waiting: collections.deque, prompts, references, room: int) -> list[int]:
+    """Take the next prompts to prefill: at most ``room``, and no more than fit PREFILL_CELLS
+    once padded to the longest prompt and reference among them (always at least one)."""
+    take: list[int] = []
+    width = tail = 0
+    while waiting and len(take) < room:
+        i = waiting[0]
+        w, t = max(width, len(prompts[i])), max(tail, len(references[i][0]) if references else 0)
+        if take and (len(take) + 1) * (w + t) > PREFILL_CELLS:
+            break
+        take.append(waiting.popleft())
+        width, tail = w, t
+    return take
 
 
 def is_prompt_learning(model) -> bool:

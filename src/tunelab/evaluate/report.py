@@ -40,7 +40,8 @@ def build_sections(run: RunDir, result: dict) -> list[tuple[str, list[list[str]]
                              ["steps", str(s.get("steps", "?"))], ["train seconds", str(s.get("train_seconds", "?"))],
                              ["final train loss", str(s.get("train_loss", "?"))],
                              ["final validation loss", str(s.get("eval_loss", "?"))],
-                             ["evaluated rows", f"{result['n']} of {result.get('data', '?')}"]]))
+                             ["evaluated rows", f"{result['n']} of {result.get('data', '?')}"]]
+                    + ([["base results reused", ", ".join(result["base_reused"])]] if result.get("base_reused") else [])))
     rows = [["metric", "base", "tuned", "better"]]
     for key, direction in METRICS:
         b, tv = result["base"].get(key), result["tuned"].get(key)
