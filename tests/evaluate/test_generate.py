@@ -171,3 +171,34 @@ def test_continuations_scored_after_a_shared_prompt_match_whole_sequences(tiny):
     for batch_size in (128, 5):
         assert continuation_logprobs(model, pairs, batch_size=batch_size) == \
             pytest.approx(_whole_sequences(model, pairs), abs=1e-4)
+
+
+def test_reference_tokens_the_model_would_pick_are_not_decoded_again(tiny, monkeypatch):
+    from tunelab.evaluate import generate as gen
+
+    model, tok = tiny
+    prompts = [encode_prompt(tok, [SYSTEM, {"role": "user", "content": q}]) for q in QUESTIONS]
+    own = gen.generate_ids(model, tok, prompts, max_new_tokens=16, temperature=0.0)
+    plain = generate(model, tok, prompts, max_new_tokens=16, batch_size=4)
+    steps = []
+    real_advance = gen.DecodeBatch.advance
+    monkeypatch.setattr(gen.DecodeBatch, "advance", lambda self, t: (steps.append(len(t)), real_advance(self, t)))
+
+    # references equal to the model's own greedy answers: every token is accepted from the prefill
+    refs = [(ids, ids) for ids in own]
+    answers, _ = generate_and_score(model, tok, prompts, refs, max_new_tokens=16, batch_size=4)
+    assert answers == plain
+    assert sum(steps) <= len(prompts)  # at most one step per row (a row whose whole answer was drafted: none)
+
+    # references that leave the model's answer half way: accepted up to there, decoded after
+    steps.clear()
+    bent = [(ids[:len(ids) // 2] + [(ids[len(ids) // 2] + 1) % tok.vocab_size] + ids[len(ids) // 2 + 1:],) * 2
+            for ids in own]
+    answers, _ = generate_and_score(model, tok, prompts, bent, max_new_tokens=16, batch_size=4)
+    assert answers == plain
+    assert 0 < sum(steps) < sum(len(ids) for ids in own)
+
+    # unrelated references change nothing either
+    answers, _ = generate_and_score(model, tok, prompts, [([5, 6, 7], [5, 6, 7])] * len(prompts),
+                                    max_new_tokens=16, batch_size=4)
+    assert answers == plain

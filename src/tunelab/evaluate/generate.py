@@ -96,8 +96,8 @@ class DecodeBatch:
         with ctx, contiguous_head(self.model), torch.inference_mode():
             return self.model(**inputs, cache=self.cache, use_cache=True, logits_to_keep=keep).logits
 
-    def prefill(self, prompts: list[list[int]], references: list[tuple[list[int], list[int]]] | None = None
-                ) -> "DecodeBatch":
+    def prefill(self, prompts: list[list[int]], references: list[tuple[list[int], list[int]]] | None = None,
+                draft: set[int] | None = None) -> "DecodeBatch":
         """Run the prompts (left-padded). With ``references`` (token ids and labels following
         each prompt, -100 where not scored), the same forward also scores them: the cache is
         then cut back to the prompts, and ``nll``/``scored`` hold each row's summed
@@ -105,9 +105,14 @@ class DecodeBatch:
 
         The tokens every prompt starts with (a chat template's system prompt, a shared
         instruction) run once for the whole batch; the rows continue after them, so a row's
-        columns are [shared start | its padding | the rest of its prompt | its reference]."""
+        columns are [shared start | its padding | the rest of its prompt | its reference].
+
+        For greedy decoding, ``draft`` (the stop ids) also takes the reference as a draft answer:
+        the same forward shows which leading reference tokens the model would pick itself, so
+        those are its answer's first tokens (``drafted``), already in the cache, up to the first
+        stop token. A model that learned the task skips most of its decoding steps; the answers
+        are the greedy ones either way."""
         import torch
-        import torch.nn.functional as F
 
         device = next(self.model.parameters()).device
         n = len(prompts)
@@ -139,15 +144,34 @@ class DecodeBatch:
         if references is not None:
             self.nll, self.scored = torch.zeros(n), torch.zeros(n, dtype=torch.long)
         if tail:
-            for g in range(0, n, 8):  # float32 logits a few rows at a time
-                ce = F.cross_entropy(logits[g:g + 8, :-1].float().transpose(1, 2), labels[g:g + 8].to(device),
-                                     ignore_index=-100, reduction="none")
-                self.nll[g:g + 8] = ce.sum(-1).cpu()
-            self.scored = (labels != -100).sum(-1)
-            self.cache.crop(-tail)
-        self.logits = logits[:, 0].float()
-        end = shared + width
-        self.mask, self.last_pos = mask[:, :end].to(device), positions[:, end - 1].to(device)
+            labels = labels.to(device)
+            for g in range(0, n, 8):  # cross-entropy as logsumexp - picked logit, in float32, a few rows at a time
+                chunk, lab = logits[g:g + 8, :-1], labels[g:g + 8]
+                picked = chunk.gather(-1, lab.clamp(min=0)[..., None]).squeeze(-1).float()
+                nll = torch.logsumexp(chunk.float(), -1) - picked
+                self.nll[g:g + 8] = (nll * (lab != -100)).sum(-1).cpu()
+            self.scored = (labels != -100).sum(-1).cpu()
+        # each row's answer so far: the reference tokens its greedy choice agrees with (none
+        # unless ``draft``); the cache keeps them and the next token comes after them
+        self.drafted = [[] for _ in prompts]
+        if tail and draft is not None:
+            choice = logits.argmax(-1).cpu()  # choice[r, j]: the model's token after the prompt + ref[:j]
+            for r, (ref_ids, _) in enumerate(references):
+                k = 0
+                while k < len(ref_ids) and int(choice[r, k]) == ref_ids[k]:
+                    k += 1
+                    if ref_ids[k - 1] in draft:
+                        break  # the answer ended there
+                self.drafted[r] = list(ref_ids[:k])
+        taken = torch.tensor([len(d) for d in self.drafted])
+        end, extra = shared + width, int(taken.max())
+        if tail > extra:
+            self.cache.crop(-(tail - extra))
+        rows = torch.arange(n)
+        self.logits = logits[rows, taken.to(logits.device)].float()
+        mask = mask[:, :end + extra]
+        mask[:, end:] = (torch.arange(extra)[None] < taken[:, None]).long()  # a row's unaccepted tokens: masked
+        self.mask, self.last_pos = mask.to(device), positions[rows, end - 1 + taken].to(device)
         return self
 
     def merge(self, other: "DecodeBatch") -> None:
@@ -290,7 +314,8 @@ def _decode(model, tokenizer, prompts, references, max_new_tokens, batch_size, t
             if waiting and len(rows) <= batch_size // 2:
                 take = _next_prefill(waiting, prompts, references, batch_size - len(rows))
                 new = DecodeBatch(model, pad).prefill([prompts[i] for i in take],
-                                                      [references[i] for i in take] if references else None)
+                                                      [references[i] for i in take] if references else None,
+                                                      draft=stops if references and temperature <= 0 else None)
                 if references:
                     nll += float(new.nll.sum())
                     count += int(new.scored.sum())
@@ -299,7 +324,19 @@ def _decode(model, tokenizer, prompts, references, max_new_tokens, batch_size, t
                 else:
                     batch.merge(new)
                 rows += take
-                tokens += [[] for _ in take]
+                tokens += new.drafted
+                # answers the draft already finished leave before any step
+                done = [r for r, t in enumerate(tokens) if t and (t[-1] in stops or len(t) >= max_new_tokens)]
+                if done:
+                    for r in done:
+                        out[rows[r]] = tokens[r][:max_new_tokens]
+                    if progress:
+                        progress(len(done))
+                    keep = [r for r in range(len(rows)) if r not in set(done)]
+                    rows, tokens = [rows[r] for r in keep], [tokens[r] for r in keep]
+                    if not keep:
+                        continue
+                    batch.keep(keep)
             nxt = pick(batch.logits, temperature, top_p, gen).cpu()
             keep: list[int] = []
             for r, t in enumerate(nxt.tolist()):
