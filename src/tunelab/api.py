@@ -272,7 +272,7 @@ def evaluate(target: str | Path, data: str | Path, *, limit: int | None = None, 
     Writes eval.json, report.md and report.html into the run.
 
     The base model's results are reused from an earlier evaluation of the same base on the same
-    rows with the same settings (``eval.reuse_base``), unless ``fresh_base``."""
+    rows with the same settings (``eval.reuse_base``); ``fresh_base`` computes them again."""
     from contextlib import nullcontext
 
     from tunelab.evaluate import basecache
@@ -319,24 +319,24 @@ def evaluate(target: str | Path, data: str | Path, *, limit: int | None = None, 
         max_new = min(512, int(1.5 * longest) + 16)
 
     identity = None
-    if cfg.eval.reuse_base and not fresh_base:
+    if cfg.eval.reuse_base:
         identity = basecache.base_identity(loaded.ref.source, base_model if base_model is not None else loaded.model)
     reused: list[str] = []
 
     def once(name: str, part: str, settings: dict, compute):
-        """The base side's ``part`` as an earlier evaluation left it, or computed (and kept)."""
+        """The base side's ``part`` as an earlier evaluation left it, or computed (and kept;
+        with ``fresh_base``, computed again and kept in place of the earlier one)."""
         if name != "base" or identity is None:
             return compute()
         device = str(next(model_for(name)[0].parameters()).device.type)
         key = basecache.key(identity, part, {"dtype": dtype, "device": device, **settings})
-        value = basecache.get(key)
+        value = None if fresh_base else basecache.get(key)
         if value is None:
             value = compute()
             basecache.put(key, value)
         else:
             reused.append(part)
-            events({"event": "note", "text": f"{part} (base): reused from an earlier evaluation of this base "
-                                             f"on the same rows (--fresh-base recomputes it)"})
+            events({"event": "note", "text": f"{part} (base): reused from an earlier eval"})
         return value
 
     def side(name: str) -> dict:

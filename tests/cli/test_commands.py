@@ -103,8 +103,9 @@ def test_eval_reuses_the_base_side_of_an_earlier_eval(capsys, cli_run, tmp_path)
     assert second["base_reused"] == ["task", "bias"]
     assert second["base"] == first["base"] and second["tuned"] == first["tuned"]
     assert second["bias"]["axes"] == first["bias"]["axes"]
-    fresh = evaluate(rows, "--fresh-base")
+    fresh = evaluate(rows, "--fresh-base")  # computed again, and kept in place of the first
     assert fresh["base_reused"] == [] and fresh["base"] == first["base"]
+    assert evaluate(rows)["base_reused"] == ["task", "bias"]
     # a damaged file is computed again, not trusted
     damaged = list((Path(os.environ["TUNELAB_HOME"]) / "eval-base").glob("task-*.json"))
     assert damaged

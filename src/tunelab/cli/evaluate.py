@@ -24,8 +24,8 @@ def eval_cmd(
     judge: str = typer.Option(None, "--judge", help="pairwise judge: a model/run, or URL#MODEL of an OpenAI API"),
     judge_key: str = typer.Option(None, "--judge-key", help="API key for a --judge endpoint"),
     fresh_base: bool = typer.Option(False, "--fresh-base",
-                                    help="recompute the base model's side even if an earlier eval of the same "
-                                         "base on the same rows left it"),
+                                    help="compute the base model's side again instead of reusing an earlier eval's "
+                                         "(same base, rows and settings)"),
     as_json: bool = typer.Option(False, "--json", help="print JSON instead of tables"),
 ) -> None:
     """Compare the base model and the tuned model on the same rows (greedy decoding), and check
