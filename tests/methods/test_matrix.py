@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from tests.conftest import MEMO_ROWS, write_jsonl
-from tunelab import api, methods
+from tunelab import methods
 from tunelab.config import build_config
 from tunelab.data import dataset
 from tunelab.models.load import load_model, load_tokenizer, resolve
