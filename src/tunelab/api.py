@@ -323,14 +323,14 @@ def evaluate(target: str | Path, data: str | Path, *, limit: int | None = None, 
         identity = basecache.base_identity(loaded.ref.source, base_model if base_model is not None else loaded.model)
     reused: list[str] = []
 
-    def once(name: str, part: str, settings: dict, compute):
+    def once(name: str, part: str, settings: dict, compute, required: tuple[str, ...]):
         """The base side's ``part`` as an earlier evaluation left it, or computed (and kept;
         with ``fresh_base``, computed again and kept in place of the earlier one)."""
         if name != "base" or identity is None:
             return compute()
-        device = str(next(model_for(name)[0].parameters()).device.type)
-        key = basecache.key(identity, part, {"dtype": dtype, "device": device, **settings})
-        value = None if fresh_base else basecache.get(key)
+        key = basecache.key(identity, part, {"dtype": dtype, "trust_remote_code": cfg.model.trust_remote_code,
+                                             **basecache.runtime(model_for(name)[0]), **settings})
+        value = None if fresh_base else basecache.get(key, required)
         if value is None:
             value = compute()
             basecache.put(key, value)
@@ -373,7 +373,7 @@ def evaluate(target: str | Path, data: str | Path, *, limit: int | None = None, 
                 "prompts": prompt_ids, "max_new_tokens": max_new, "batch_size": cfg.eval.batch_size,
                 "prompt_learning": prompt_learning,
                 "references": continuations if continuations and not prompt_learning
-                else [[e.input_ids, e.labels] for e in encoded]}, task)
+                else [[e.input_ids, e.labels] for e in encoded]}, task, ("answers", "loss"))
             answers, loss = scored["answers"], scored["loss"]
             out: dict = {"scores": {
                 "loss": round(loss, 4),
@@ -389,14 +389,14 @@ def evaluate(target: str | Path, data: str | Path, *, limit: int | None = None, 
                 out["forgetting"] = once(name, "forgetting", {
                     "questions": questions, "prompts": q_ids, "batch_size": cfg.eval.batch_size,
                     "prompt_learning": prompt_learning, "prose": forget.probe_prose()},
-                    lambda: forget.side(model, tok, ask, rows=questions))
+                    lambda: forget.side(model, tok, ask, rows=questions), ("qa_accuracy", "prose_perplexity"))
             if bias:
                 def probe() -> dict:
                     events({"event": "note", "text": f"bias probes ({name})"})
                     return bias_probe.scores(model, tok)
 
                 out["bias"] = once(name, "bias", {"probes": bias_probe.probes(), "prompt_learning": prompt_learning},
-                                   probe)
+                                   probe, tuple(bias_probe.probes()["axes"]))
         return out
 
     start = time.perf_counter()

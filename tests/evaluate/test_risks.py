@@ -55,9 +55,9 @@ def test_continuation_logprobs_are_exact():
     from tunelab.evaluate.scoring import _whole_sequences
 
     model, tok, logp = toy()
-    pairs = [([0, 1, 3], [4]), ([0, 2], [3, 5]), ([0, 1, 3], [5, 4, 1]), ([0, 2], [1])]
+    pairs = [([0, 1, 3], [4]), ([0, 2], [3, 5]), ([0, 1, 3], [5, 4, 1]), ([0, 2], [1]), ([0, 2], [])]
     expected = [float(logp[3, 4]), float(logp[2, 3] + logp[3, 5]), float(logp[3, 5] + logp[5, 4] + logp[4, 1]),
-                float(logp[2, 1])]
+                float(logp[2, 1]), 0.0]
     # prompts shared by several continuations run once (two prompts per batch, then one each)
     for batch_size in (128, 1):
         assert continuation_logprobs(model, pairs, batch_size=batch_size) == pytest.approx(expected, abs=1e-5)

@@ -3,11 +3,12 @@
 Every run tuned from one base and evaluated on the same rows starts with the same work: the
 base model's answers, loss, general-knowledge probes and bias probes (half of `tunelab eval`).
 Those results are stored under ``TUNELAB_HOME/eval-base``, one JSON file per part, named by a
-hash of everything they depend on: the base weights (their files' names, sizes and modification
-times, or the Hub commit), the dtype and device, the token ids of every prompt and reference,
-the generation settings, and the versions of tunelab, torch and transformers. Anything else
-changes the name, so a stale result is never found; a 4-bit base is never cached (its
-quantisation settings live in the run, not in the files).
+hash of everything they depend on: the base model's files (every file's path, size and
+modification time, or the Hub commit), the dtype, device and attention implementation, the token
+ids of every prompt and reference, the generation settings, the source of the code that computes
+them, and the versions of torch and transformers. A change to any of these changes the name, so
+a stale result is not found; a 4-bit base is never cached (its quantisation settings live in the
+run, not in the files).
 """
 
 from __future__ import annotations
@@ -19,30 +20,49 @@ from pathlib import Path
 from tunelab.io import atomic_write_json
 
 FORMAT = 1
-_WEIGHT_SUFFIXES = (".safetensors", ".bin", ".gguf", ".json", ".model")
+# the code whose behaviour the stored results depend on (decoding, scoring, probes, templates, loading)
+_CODE = ("evaluate/generate.py", "evaluate/scoring.py", "evaluate/forgetting.py", "evaluate/bias.py",
+         "evaluate/metrics.py", "data/tokens.py", "models/load.py", "api.py")
 
 
 def base_identity(source: str, model) -> dict | None:
-    """What identifies the base weights behind ``model`` loaded from ``source``, or None when
+    """What identifies the base model behind ``model`` loaded from ``source``, or None when
     nothing reliable does (a 4-bit base; a Hub model without a known commit)."""
     if getattr(model, "is_quantized", False) or getattr(model, "is_loaded_in_4bit", False):
         return None
     folder = Path(source)
     if folder.is_dir():
-        files = sorted(p for p in folder.iterdir() if p.is_file() and p.name.endswith(_WEIGHT_SUFFIXES))
+        files = sorted(p for p in folder.rglob("*") if p.is_file())
         return {"folder": str(folder.resolve()),
-                "files": [[p.name, p.stat().st_size, p.stat().st_mtime_ns] for p in files]}
+                "files": [[str(p.relative_to(folder)), p.stat().st_size, p.stat().st_mtime_ns] for p in files]}
     commit = getattr(getattr(model, "config", None), "_commit_hash", None)
     return {"hub": source, "commit": commit} if commit else None
+
+
+def runtime(model) -> dict:
+    """Where and how the model computes: device (with the GPU's name), attention implementation."""
+    import torch
+
+    device = next(model.parameters()).device
+    return {"device": str(device.type),
+            "gpu": torch.cuda.get_device_name(device) if device.type == "cuda" else None,
+            "attention": getattr(getattr(model, "config", None), "_attn_implementation", None)}
+
+
+def _code_hash() -> str:
+    root = Path(__file__).resolve().parent.parent
+    digest = hashlib.sha256()
+    for name in _CODE:
+        digest.update(name.encode())
+        digest.update((root / name).read_bytes())
+    return digest.hexdigest()
 
 
 def key(identity: dict, part: str, settings: dict) -> str:
     import torch
     import transformers
 
-    from tunelab import __version__
-
-    blob = json.dumps({"format": FORMAT, "tunelab": __version__, "torch": torch.__version__,
+    blob = json.dumps({"format": FORMAT, "code": _code_hash(), "torch": torch.__version__,
                        "transformers": transformers.__version__, "base": identity, "part": part,
                        "settings": settings}, sort_keys=True, separators=(",", ":"))
     return f"{part}-{hashlib.sha256(blob.encode()).hexdigest()[:32]}"
@@ -54,12 +74,15 @@ def folder() -> Path:
     return tunelab_home() / "eval-base"
 
 
-def get(name: str) -> dict | None:
+def get(name: str, required: tuple[str, ...] = ()) -> dict | None:
+    """The stored value, or None when absent, unreadable or missing a ``required`` key (then it
+    is computed again)."""
     path = folder() / f"{name}.json"
     try:
-        return json.loads(path.read_text(encoding="utf-8"))["value"]
+        value = json.loads(path.read_text(encoding="utf-8"))["value"]
     except (OSError, ValueError, KeyError, TypeError):
-        return None  # absent, or unreadable: compute it again
+        return None
+    return value if isinstance(value, dict) and all(k in value for k in required) else None
 
 
 def put(name: str, value: dict) -> None:

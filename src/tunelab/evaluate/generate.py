@@ -149,7 +149,7 @@ class DecodeBatch:
                 chunk, lab = logits[g:g + 8, :-1], labels[g:g + 8]
                 picked = chunk.gather(-1, lab.clamp(min=0)[..., None]).squeeze(-1).float()
                 nll = torch.logsumexp(chunk.float(), -1) - picked
-                self.nll[g:g + 8] = (nll * (lab != -100)).sum(-1).cpu()
+                self.nll[g:g + 8] = torch.where(lab != -100, nll, 0.0).sum(-1).cpu()
             self.scored = (labels != -100).sum(-1).cpu()
         # each row's answer so far: the reference tokens its greedy choice agrees with (none
         # unless ``draft``); the cache keeps them and the next token comes after them
@@ -302,6 +302,7 @@ def _decode(model, tokenizer, prompts, references, max_new_tokens, batch_size, t
     nll, count = 0.0, 0
     stops = stop_ids(model, tokenizer)
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+    vocab = int(getattr(getattr(model, "config", None), "vocab_size", 0) or 0)
     gen = torch.Generator()
     gen.manual_seed(seed) if seed is not None else gen.seed()  # None: a fresh draw each call
     was_training = model.training
@@ -312,7 +313,7 @@ def _decode(model, tokenizer, prompts, references, max_new_tokens, batch_size, t
     try:
         while waiting or rows:
             if waiting and len(rows) <= batch_size // 2:
-                take = _next_prefill(waiting, prompts, references, batch_size - len(rows))
+                take = _next_prefill(waiting, prompts, references, batch_size - len(rows), vocab)
                 new = DecodeBatch(model, pad).prefill([prompts[i] for i in take],
                                                       [references[i] for i in take] if references else None,
                                                       draft=stops if references and temperature <= 0 else None)
@@ -359,20 +360,24 @@ def _decode(model, tokenizer, prompts, references, max_new_tokens, batch_size, t
     return out, nll, count
 
 
-# padded prompt + reference tokens one prefill may hold: the reference positions' logits are
-# kept (rows x reference length x vocabulary), so long references get fewer rows per prefill
+# padded prompt + reference tokens one prefill may hold, and the logits it may keep (rows x
+# (reference length + 1) x vocabulary: 256M values, 512 MB in bf16), so long prompts and long
+# references or a large vocabulary get fewer rows per prefill
 PREFILL_CELLS = 16384
+PREFILL_LOGITS = 1 << 28
 
 
-def _next_prefill(waiting: collections.deque, prompts, references, room: int) -> list[int]:
+def _next_prefill(waiting: collections.deque, prompts, references, room: int, vocab: int = 0) -> list[int]:
     """Take the next prompts to prefill: at most ``room``, and no more than fit PREFILL_CELLS
-    once padded to the longest prompt and reference among them (always at least one)."""
+    and PREFILL_LOGITS once padded to the longest prompt and reference among them (always at
+    least one)."""
     take: list[int] = []
     width = tail = 0
     while waiting and len(take) < room:
         i = waiting[0]
         w, t = max(width, len(prompts[i])), max(tail, len(references[i][0]) if references else 0)
-        if take and (len(take) + 1) * (w + t) > PREFILL_CELLS:
+        rows = len(take) + 1
+        if take and (rows * (w + t) > PREFILL_CELLS or rows * (t + 1) * vocab > PREFILL_LOGITS):
             break
         take.append(waiting.popleft())
         width, tail = w, t

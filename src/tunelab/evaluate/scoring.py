@@ -40,13 +40,14 @@ def _after_shared_prompts(model, pairs, batch_size: int) -> list[float]:
             first = torch.log_softmax(batch.logits, -1)  # each prompt's next-token distribution
             rows_of = [(k, i) for k, p in enumerate(chunk) for i in by_prompt[p]]
             conts = [pairs[i][1] for _, i in rows_of]
-            scores = [float(first[k, c[0]]) for (k, _), c in zip(rows_of, conts)]
+            scores = [float(first[k, c[0]]) if c else 0.0 for (k, _), c in zip(rows_of, conts)]
             more = max(len(c) for c in conts) - 1
             if more > 0:  # feed all but each continuation's last token; shorter ones are padded at the end
                 batch.keep([k for k, _ in rows_of])
                 ids = torch.zeros((len(conts), more), dtype=torch.long)
                 for r, c in enumerate(conts):
-                    ids[r, :len(c) - 1] = torch.tensor(c[:-1])
+                    if len(c) > 1:
+                        ids[r, :len(c) - 1] = torch.tensor(c[:-1])
                 device = batch.mask.device
                 mask = torch.cat([batch.mask, batch.mask.new_ones((len(conts), more))], dim=1)
                 positions = batch.last_pos[:, None] + torch.arange(1, more + 1, device=device)
@@ -82,7 +83,7 @@ def _whole_sequences(model, pairs, batch_size: int = 16) -> list[float]:
             logp = torch.log_softmax(model(input_ids=ids.to(device), attention_mask=mask.to(device)).logits.float(), -1)
         for r, (p, c) in enumerate(chunk):
             positions = torch.arange(len(p) - 1, len(p) + len(c) - 1)
-            out.append(float(logp[r, positions, torch.tensor(c)].sum()))
+            out.append(float(logp[r, positions, torch.tensor(c, dtype=torch.long)].sum()))
     model.train(was_training)
     return out
 
