@@ -333,7 +333,7 @@ def _decode(model, tokenizer, prompts, references, max_new_tokens, batch_size, t
                         out[rows[r]] = tokens[r][:max_new_tokens]
                     if progress:
                         progress(len(done))
-                    keep = [r for r in range(len(rows)) if r not in set(done)]
+                    keep = sorted(set(range(len(rows))) - set(done))
                     rows, tokens = [rows[r] for r in keep], [tokens[r] for r in keep]
                     if not keep:
                         continue
