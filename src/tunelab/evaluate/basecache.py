@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from functools import lru_cache
 from pathlib import Path
 
 from tunelab.io import atomic_write_json
@@ -49,6 +50,7 @@ def runtime(model) -> dict:
             "attention": getattr(getattr(model, "config", None), "_attn_implementation", None)}
 
 
+@lru_cache(maxsize=1)
 def _code_hash() -> str:
     root = Path(__file__).resolve().parent.parent
     digest = hashlib.sha256()

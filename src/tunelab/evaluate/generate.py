@@ -208,12 +208,20 @@ class DecodeBatch:
 
     def advance(self, tokens) -> None:
         """Feed one token per row (a 1-D LongTensor) and compute the next logits."""
+        self.logits = self.extend(tokens[:, None])[:, -1].float()
+
+    def extend(self, ids):
+        """Feed ``ids`` (rows x k) after every row and return the logits at those k positions
+        (rows x k x vocab). Rows shorter than k may be padded at the end: later columns never
+        change an earlier column's logits, but the batch then only serves for scoring."""
         import torch
 
-        self.mask = torch.cat([self.mask, self.mask.new_ones((len(self), 1))], dim=1)
-        self.last_pos = self.last_pos + 1
-        self.logits = self._forward(input_ids=tokens[:, None].to(self.mask.device), attention_mask=self.mask,
-                                    position_ids=self.last_pos[:, None])[:, -1].float()
+        k = ids.shape[1]
+        self.mask = torch.cat([self.mask, self.mask.new_ones((len(self), k))], dim=1)
+        positions = self.last_pos[:, None] + torch.arange(1, k + 1, device=self.mask.device)
+        self.last_pos = positions[:, -1]
+        return self._forward(keep=k, input_ids=ids.to(self.mask.device), attention_mask=self.mask,
+                             position_ids=positions)
 
 
 def _shared_start(prompts: list[list[int]]) -> int:

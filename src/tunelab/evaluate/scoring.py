@@ -48,11 +48,7 @@ def _after_shared_prompts(model, pairs, batch_size: int) -> list[float]:
                 for r, c in enumerate(conts):
                     if len(c) > 1:
                         ids[r, :len(c) - 1] = torch.tensor(c[:-1])
-                device = batch.mask.device
-                mask = torch.cat([batch.mask, batch.mask.new_ones((len(conts), more))], dim=1)
-                positions = batch.last_pos[:, None] + torch.arange(1, more + 1, device=device)
-                logp = torch.log_softmax(batch._forward(keep=more, input_ids=ids.to(device), attention_mask=mask,
-                                                        position_ids=positions).float(), -1)
+                logp = torch.log_softmax(batch.extend(ids).float(), -1)
                 for r, c in enumerate(conts):
                     for j, t in enumerate(c[1:]):
                         scores[r] += float(logp[r, j, t])
