@@ -30,7 +30,7 @@ def main() -> None:
     from tunelab.config import build_config
     from tunelab.data.load import read_rows, write_jsonl
     from tunelab.data.tokens import encode_prompt
-    from tunelab.evaluate.generate import generate
+    from tunelab.inference.generate import generate
     from tunelab.models.catalog import DEFAULT_MODEL
     from tunelab.models.load import load_model, load_tokenizer, resolve
 

@@ -16,7 +16,7 @@ def main() -> None:
     from tunelab.data import dataset
     from tunelab.data.formats import prompt_and_reference
     from tunelab.data.tokens import encode_prompt
-    from tunelab.evaluate.generate import generate
+    from tunelab.inference.generate import generate
     from tunelab.models.catalog import DEFAULT_MODEL
     from tunelab.models.load import load_model, load_tokenizer, resolve
 

@@ -56,7 +56,7 @@ def stage(name, extra):
     return json.loads((run.path / "eval.json").read_text())
 def eval_pieces():
     from tunelab.evaluate import bias
-    from tunelab.evaluate.generate import generate_and_score
+    from tunelab.inference.generate import generate_and_score
     from tunelab.data.tokens import encode_chat, encode_prompt
     loaded = api.load(work / "lora", "bfloat16")
     tok = loaded.tokenizer

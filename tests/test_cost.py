@@ -8,15 +8,16 @@ import pytest
 
 from tests.conftest import write_jsonl
 from tests.helpers import run_cli
+from tunelab.methods import METHODS
 from tunelab import cost
 
 
 def test_flops_memory_and_time_by_hand():
     n, t = 1e9, 1e6
     assert cost.training_flops(n, t, "full") == 6e15
-    assert cost.training_flops(n, t, "lora") == pytest.approx(4e15 + 6 * cost.ADAPTER_SHARE["lora"] * 1e15)
+    assert cost.training_flops(n, t, "lora") == pytest.approx(4e15 + 6 * METHODS["lora"].trainable_share * 1e15)
     assert cost.training_memory_bytes(n, "full") == 16e9
-    assert cost.training_memory_bytes(n, "qlora") == pytest.approx(0.5625e9 + 16 * cost.ADAPTER_SHARE["qlora"] * 1e9)
+    assert cost.training_memory_bytes(n, "qlora") == pytest.approx(0.5625e9 + 16 * METHODS["qlora"].trainable_share * 1e9)
     rate = cost.prices()["measured"]["tokens_per_second"]["full"]
     # the bundled size runs at the measured rate; 10x the parameters takes 10x as long
     assert cost.seconds_on_this_machine(0.135e9, 1000, "full") == pytest.approx(1000 / rate)

@@ -27,8 +27,9 @@ from tunelab.io import atomic_write_json, atomic_write_text
 from tunelab.models import catalog
 from tunelab.models.load import ModelRef, load_model, load_tokenizer, resolve
 from tunelab.rundir import RunDir, open_run
+from tunelab.inference.load import Loaded, load_run, resolve_dtype
 from tunelab.train import fastpath
-from tunelab.train.device import use_bf16
+from tunelab.device import use_bf16
 from tunelab.events import EventSink, no_events
 
 
@@ -167,10 +168,7 @@ def train(cfg: RunConfig, *, out: str | Path | None = None, resume: str | Path |
         atomic_write_json(run.data / "data_card.json", dataset.data_card(
             {"train": cfg.data.train, "val": cfg.data.val}, {"train": enc_train, "val": enc_val}))
 
-    bf16 = use_bf16(cfg.train.bf16)
-    dtype = cfg.model.dtype
-    if dtype == "auto":
-        dtype = fastpath.base_dtype(method.name, bf16) if cfg.train.fast else "float32"
+    dtype = resolve_dtype(cfg.model.dtype, method.name, cfg.train.bf16 if cfg.train.fast else "off")
     if cfg.train.fast:
         fastpath.set_threads()
     model = load_model(ref, dtype, cfg.model.trust_remote_code, **load_kwargs)
@@ -204,58 +202,15 @@ def _footprint(model) -> int:
 
 # ---------------------------------------------------------------- load a run or a model
 
-@dataclass
-class Loaded:
-    """A model ready for inference: the base, plus the tuned weights when loaded from a run."""
-
-    model: object
-    tokenizer: object
-    ref: ModelRef
-    run: RunDir | None
-    is_adapter: bool
-
-
 def load(target: str | Path, dtype: str = "float32", *, dequantize: bool = False) -> Loaded:
-    """Load a run directory (base + trained weights) or a base model name/id/folder.
-
-    A QLoRA run loads its base in 4-bit as trained, or, with ``dequantize``, as the fp32
-    weights those 4-bit values stand for (what a merged export needs).
-    """
-    p = Path(target)
-    if p.is_dir() and (p / "config.yaml").is_file():
-        run = open_run(p)
-        cfg = run.config()
-        ref = resolve(cfg.model.name)
-        weights = run.weights()
-        tokenizer = load_tokenizer(ref, cfg.model.trust_remote_code)
-        if cfg.train.stage == "reward":
-            raise RunError(f"{p}: is a reward model (it scores answers, it does not write them); use "
-                           f"`tunelab reward {p} --prompt ... --response ...`")
-        if weights == run.adapter:
-            method = methods.get(cfg.method.name)
-            base = load_model(ref, dtype, cfg.model.trust_remote_code,
-                              **method.load_kwargs(method.settings(cfg.method)))
-            if dequantize and getattr(base, "is_quantized", False):
-                base = base.dequantize(dtype=_torch_dtype(dtype))
-            return Loaded(methods.attach(base, weights), tokenizer, ref, run, True)
-        tuned_ref = ModelRef(ref.name, str(weights), ref.params_b, True)
-        return Loaded(load_model(tuned_ref, dtype), tokenizer, ref, run, False)
-    if p.is_dir() and not (p / "config.json").is_file():
-        raise RunError(f"{p}: not a run directory or model folder (no config.yaml or config.json)")
-    ref = resolve(str(target))
-    return Loaded(load_model(ref, dtype), load_tokenizer(ref), ref, None, False)
-
-
-def _torch_dtype(name: str):
-    import torch
-
-    return getattr(torch, name)
+    """A run directory (base + trained weights) or a base model, ready for inference."""
+    return load_run(target, "chat", dtype, dequantize=dequantize)
 
 
 def reply(loaded: Loaded, messages: list[dict], *, max_new_tokens: int = 256,
           temperature: float = 0.0, top_p: float = 1.0) -> str:
     """One assistant answer to a conversation."""
-    from tunelab.evaluate.generate import generate
+    from tunelab.inference.generate import generate
 
     prompt = encode_prompt(loaded.tokenizer, messages)
     return generate(loaded.model, loaded.tokenizer, [prompt], max_new_tokens=max_new_tokens, seed=None,
@@ -279,7 +234,7 @@ def evaluate(target: str | Path, data: str | Path, *, limit: int | None = None, 
     from tunelab.evaluate import bias as bias_probe
     from tunelab.evaluate import forgetting as forget
     from tunelab.evaluate import metrics, overfit, report
-    from tunelab.evaluate.generate import generate, generate_and_score, is_prompt_learning
+    from tunelab.inference.generate import generate, generate_and_score, is_prompt_learning
 
     run = open_run(target)
     cfg = run.config()
@@ -287,9 +242,7 @@ def evaluate(target: str | Path, data: str | Path, *, limit: int | None = None, 
     limit = limit or cfg.eval.limit
     rows = rows[:limit] if limit else rows
     method = methods.get(cfg.method.name)
-    dtype = cfg.eval.dtype
-    if dtype == "auto":  # generation reads every weight per token: bf16 halves the bytes
-        dtype = fastpath.base_dtype(method.name, use_bf16("auto"))
+    dtype = resolve_dtype(cfg.eval.dtype, method.name)
     loaded = load(run.path, dtype)
     base_model = None if loaded.is_adapter else load_model(loaded.ref, dtype, cfg.model.trust_remote_code)
     tok = loaded.tokenizer

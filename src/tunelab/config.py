@@ -11,16 +11,10 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, Field, ValidationError, field_validator
+from pydantic import BaseModel, Field, ValidationError, create_model, field_validator
 
 from tunelab.errors import ConfigError
-from tunelab.methods.adapter import AdapterSettings
-from tunelab.methods.dora import DoraSettings
-from tunelab.methods.ia3 import Ia3Settings
-from tunelab.methods.lora import LoraSettings
-from tunelab.methods.prefix import PrefixSettings
-from tunelab.methods.prompt import PromptSettings
-from tunelab.methods.qlora import QloraSettings
+from tunelab.methods import METHODS
 from tunelab.models.catalog import DEFAULT_MODEL
 
 
@@ -42,15 +36,14 @@ class DataSection(_Section):
     train_on_inputs: bool = Field(False, description="also compute the loss on system/user tokens")
 
 
-class MethodSection(_Section):
-    name: str = Field("lora", description="fine-tuning method (see `tunelab train --help`)")
-    lora: LoraSettings = Field(default_factory=LoraSettings, description="settings for lora")
-    dora: DoraSettings = Field(default_factory=DoraSettings, description="settings for dora")
-    qlora: QloraSettings = Field(default_factory=QloraSettings, description="settings for qlora")
-    prefix: PrefixSettings = Field(default_factory=PrefixSettings, description="settings for prefix")
-    prompt: PromptSettings = Field(default_factory=PromptSettings, description="settings for prompt")
-    adapter: AdapterSettings = Field(default_factory=AdapterSettings, description="settings for adapter")
-    ia3: Ia3Settings = Field(default_factory=Ia3Settings, description="settings for ia3")
+# One settings field per method, built from the registry: a new method needs no edit here.
+MethodSection = create_model(
+    "MethodSection",
+    __base__=_Section,
+    name=(str, Field("lora", description="fine-tuning method (see `tunelab train --help`)")),
+    **{m.name: (m.settings_cls, Field(default_factory=m.settings_cls, description=f"settings for {m.name}"))
+       for m in METHODS.values() if m.settings_cls},
+)
 
 
 class TrainSection(_Section):

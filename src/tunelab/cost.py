@@ -9,15 +9,7 @@ import json
 from functools import lru_cache
 
 from tunelab import resources
-
-# Bytes per base parameter held in memory while training, and whether the base gets
-# gradients: full = fp32 weights + grads + 2 Adam moments; adapters keep a frozen base
-# (fp32 here; bf16 on GPUs) and train a small set; QLoRA's base is 4-bit plus constants.
-BASE_BYTES = {"full": 16.0, "lora": 4.0, "dora": 4.0, "ia3": 4.0, "adapter": 4.0, "prefix": 4.0,
-              "prompt": 4.0, "qlora": 0.5 + 0.0625}
-ADAPTER_SHARE = {"full": 1.0, "lora": 0.0178, "dora": 0.0189, "qlora": 0.0178, "ia3": 0.00043, "adapter": 0.0321,
-                 "prefix": 0.0017, "prompt": 0.000086}  # trainable shares measured on the bundled model (bench/methods.py)
-
+from tunelab.methods import METHODS
 
 @lru_cache(maxsize=1)
 def prices() -> dict:
@@ -30,15 +22,16 @@ def training_flops(params: float, tokens: float, method: str) -> float:
     trainable adapter parameters."""
     if method == "full":
         return 6.0 * params * tokens
-    return 4.0 * params * tokens + 6.0 * ADAPTER_SHARE[method] * params * tokens
+    return 4.0 * params * tokens + 6.0 * METHODS[method].trainable_share * params * tokens
 
 
 def training_memory_bytes(params: float, method: str) -> float:
     """Weights, gradients and Adam state while training (activations excluded): base bytes per
     parameter, plus 16 bytes per trainable adapter parameter (fp32 weight, grad, 2 moments)."""
-    if method == "full":
-        return BASE_BYTES["full"] * params
-    return BASE_BYTES[method] * params + 16.0 * ADAPTER_SHARE[method] * params
+    m = METHODS[method]
+    if m.trainable_share >= 1.0:  # the base is what trains: its bytes already count grads and moments
+        return m.base_bytes * params
+    return m.base_bytes * params + 16.0 * m.trainable_share * params
 
 
 def seconds_on_this_machine(params: float, tokens: float, method: str) -> float:
@@ -58,7 +51,7 @@ def estimate(tokens_per_epoch: int, epochs: float, params: float, method: str) -
                   "per_1k_input_usd": p["input"], "per_1k_output_usd": p["output"]}
            for name, p in table["api"].items()}
     self_hosted = {}
-    for m in BASE_BYTES:
+    for m in METHODS:
         secs = seconds_on_this_machine(params, total, m)
         self_hosted[m] = {
             "flops": training_flops(params, total, m),

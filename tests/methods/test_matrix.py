@@ -8,6 +8,7 @@ import torch
 
 from tests.conftest import MEMO_ROWS, write_jsonl
 from tunelab import methods
+from tunelab.methods import METHODS
 from tunelab.config import build_config
 from tunelab.data import dataset
 from tunelab.models.load import load_model, load_tokenizer, resolve
@@ -103,3 +104,20 @@ def test_merge_gives_the_same_logits(trained):
         assert (after - before).abs().max() < 0.05 * before.abs().max()
     else:
         assert torch.allclose(after, before, atol=1e-4)
+
+
+def test_every_method_declares_every_trait():
+    import dataclasses
+
+    from tunelab.config import MethodSection
+    from tunelab.methods import Method
+
+    for method in METHODS.values():
+        for field in dataclasses.fields(Method):
+            value = getattr(method, field.name)
+            assert value is not None or (field.name == "settings_cls" and method.name == "full"), (method.name, field)
+        if method.settings_cls:
+            assert method.name in MethodSection.model_fields  # the config section comes from the registry
+        if method.lora_family or method.servable:
+            assert method.saves == "peft"  # the preference stages and the server load PEFT adapters
+        assert 0 < method.trainable_share <= 1 and method.base_bytes > 0

@@ -12,7 +12,9 @@ from tunelab import api
 from tunelab.config import build_config
 from tunelab.data import dataset
 from tunelab.models.load import load_model, load_tokenizer, resolve
-from tunelab.train import device, fastpath
+from tunelab import device
+from tunelab.inference.load import resolve_dtype
+from tunelab.train import fastpath
 
 
 @pytest.fixture(scope="module")
@@ -72,11 +74,11 @@ def test_tiled_loss_and_its_gradients_equal_the_plain_loss(tiny_model, tmp_path)
 def test_bf16_falls_back_to_fp32_where_unsupported(monkeypatch):
     monkeypatch.setattr(device, "bf16_available", lambda: False)
     assert device.use_bf16("auto") is False
-    assert fastpath.base_dtype("lora", device.use_bf16("auto")) == "float32"
+    assert resolve_dtype("auto", "lora") == "float32"
     monkeypatch.setattr(device, "bf16_available", lambda: True)
     assert device.use_bf16("auto") is True
-    assert fastpath.base_dtype("lora", True) == "bfloat16"
-    assert fastpath.base_dtype("full", True) == "float32"  # full training keeps fp32 master weights
+    assert resolve_dtype("auto", "lora") == "bfloat16"
+    assert resolve_dtype("auto", "full") == "float32"  # full training keeps fp32 master weights
     assert device.use_bf16("off") is False
 
 

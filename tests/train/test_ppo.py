@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-from tunelab.train import ppo
+from tunelab.train import ppo_loop as ppo
 
 
 def test_gae_on_a_fixed_reward_sequence():

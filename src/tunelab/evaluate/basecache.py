@@ -22,7 +22,7 @@ from tunelab.io import atomic_write_json
 
 FORMAT = 1
 # the code whose behaviour the stored results depend on (decoding, scoring, probes, templates, loading)
-_CODE = ("evaluate/generate.py", "evaluate/scoring.py", "evaluate/forgetting.py", "evaluate/bias.py",
+_CODE = ("inference/generate.py", "evaluate/scoring.py", "evaluate/forgetting.py", "evaluate/bias.py",
          "evaluate/metrics.py", "data/tokens.py", "models/load.py", "api.py")
 
 

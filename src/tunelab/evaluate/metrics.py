@@ -40,7 +40,7 @@ def reference_loss(model, encoded: list, batch_size: int = 8) -> float:
     import torch
     import torch.nn.functional as F
 
-    from tunelab.evaluate.generate import contiguous_head, is_prompt_learning
+    from tunelab.inference.generate import contiguous_head, is_prompt_learning
 
     total, count = 0.0, 0
     device = next(model.parameters()).device

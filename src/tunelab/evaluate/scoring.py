@@ -9,7 +9,7 @@ def continuation_logprobs(model, pairs: list[tuple[list[int], list[int]]], batch
     Probes ask many continuations of one prompt (every positive and negative word after each
     template): each distinct prompt runs once, its cache is copied for its continuations, and
     only the continuation tokens run after it (bias probes: 4x fewer tokens than whole rows)."""
-    from tunelab.evaluate.generate import is_prompt_learning
+    from tunelab.inference.generate import is_prompt_learning
 
     if is_prompt_learning(model):  # the adapter owns the cache: score whole sequences
         return _whole_sequences(model, pairs)
@@ -19,7 +19,7 @@ def continuation_logprobs(model, pairs: list[tuple[list[int], list[int]]], batch
 def _after_shared_prompts(model, pairs, batch_size: int) -> list[float]:
     import torch
 
-    from tunelab.evaluate.generate import DecodeBatch
+    from tunelab.inference.generate import DecodeBatch
 
     by_prompt: dict[tuple[int, ...], list[int]] = {}
     for i, (prompt, _) in enumerate(pairs):

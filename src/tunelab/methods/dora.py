@@ -10,7 +10,7 @@ class DoraSettings(LoraSettings):
     pass
 
 
-def apply(model, settings: DoraSettings):
+def apply(model, settings: DoraSettings, task: str = "CAUSAL_LM"):
     from peft import get_peft_model
 
-    return get_peft_model(model, peft_config(settings, use_dora=True))
+    return get_peft_model(model, peft_config(settings, task_type=task, use_dora=True))

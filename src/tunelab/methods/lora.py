@@ -31,7 +31,7 @@ def peft_config(settings: LoraSettings, task_type: str = "CAUSAL_LM", **extra):
     )
 
 
-def apply(model, settings: LoraSettings):
+def apply(model, settings: LoraSettings, task: str = "CAUSAL_LM"):
     from peft import get_peft_model
 
-    return get_peft_model(model, peft_config(settings))
+    return get_peft_model(model, peft_config(settings, task_type=task))

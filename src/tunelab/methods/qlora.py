@@ -38,7 +38,7 @@ def quantization_config(settings: QloraSettings):
     import torch
     from transformers import BitsAndBytesConfig
 
-    from tunelab.train.device import bf16_available
+    from tunelab.device import bf16_available
 
     dtype = settings.compute_dtype
     if dtype == "auto":
@@ -56,8 +56,8 @@ def load_kwargs(settings: QloraSettings) -> dict:
     return {"quantization_config": quantization_config(settings)}
 
 
-def apply(model, settings: QloraSettings):
+def apply(model, settings: QloraSettings, task: str = "CAUSAL_LM"):
     from peft import get_peft_model, prepare_model_for_kbit_training
 
     model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=False)
-    return get_peft_model(model, peft_config(settings))
+    return get_peft_model(model, peft_config(settings, task_type=task))

@@ -95,7 +95,7 @@ class Engine:
                  cache_size: int = 4, default_max_tokens: int = 256, batch_wait: float = 0.01,
                  dtype: str = "auto") -> None:
         from tunelab.models.load import load_model, load_tokenizer, resolve
-        from tunelab.train.device import bf16_available
+        from tunelab.device import bf16_available
 
         self.base_name = base
         ref = resolve(base)
@@ -242,7 +242,7 @@ class _Batch:
     """Rows decoding together (a :class:`DecodeBatch`), one request per row."""
 
     def __init__(self, engine: Engine, model, model_name: str, base_only: bool) -> None:
-        from tunelab.evaluate.generate import DecodeBatch, stop_ids
+        from tunelab.inference.generate import DecodeBatch, stop_ids
 
         self.engine, self.model_name = engine, model_name
         self.rows: list[_Row] = []
@@ -269,7 +269,7 @@ class _Batch:
         Returns the jobs that finished."""
         import torch
 
-        from tunelab.evaluate.generate import pick
+        from tunelab.inference.generate import pick
 
         tok = self.engine.tokenizer
         nxt = torch.full((len(self.rows),), tok.pad_token_id, dtype=torch.long)

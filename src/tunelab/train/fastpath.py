@@ -25,19 +25,12 @@ import os
 ACT_FACTOR = 34
 
 
-# Methods whose frozen base may be stored in bf16. Full fine-tuning keeps fp32 master weights,
-# QLoRA stores its own 4-bit base, and prompt/prefix tuning splice fp32 virtual tokens into
-# the base's activations, so those keep an fp32 base.
-BF16_BASE = ("lora", "dora", "ia3", "adapter")
-
-
-# Prompt and prefix tuning prepend virtual tokens to every row of a batch; a padding-free
-# batch is one row holding many examples, so only the first would see them.
-NO_PACKING = ("prefix", "prompt")
-
-
 def padding_free(method: str, fast: bool) -> bool:
-    return fast and method not in NO_PACKING
+    """Prompt and prefix tuning prepend virtual tokens to every row of a batch; a padding-free
+    batch is one row holding many examples, so only the first would see them."""
+    from tunelab.methods import get
+
+    return fast and get(method).packable
 
 
 class PackingCollator:
@@ -74,11 +67,6 @@ class PackingCollator:
             "position_ids": torch.tensor([positions]),
             "attention_mask": mask,
         }
-
-
-def base_dtype(method: str, bf16: bool) -> str:
-    """dtype to load the base weights in: bf16 when frozen and bf16 compute is on."""
-    return "bfloat16" if bf16 and method in BF16_BASE else "float32"
 
 
 def activation_bytes(config, batch_tokens: int, seq_len: int, bf16: bool) -> float:

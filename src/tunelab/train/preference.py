@@ -13,7 +13,7 @@ from tunelab.config import RunConfig
 from tunelab.errors import RunError
 from tunelab.events import EventSink, no_events
 from tunelab.rundir import RunDir, open_run
-from tunelab.train.device import use_bf16
+from tunelab.device import use_bf16
 
 
 def _conversational(pairs: list[dict]):

@@ -15,7 +15,7 @@ from tunelab.data.tokens import Encoded
 from tunelab.rundir import RunDir
 from tunelab.events import EventSink, no_events
 from tunelab.train import fastpath
-from tunelab.train.device import use_bf16
+from tunelab.device import use_bf16
 
 
 @dataclass

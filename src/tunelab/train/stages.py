@@ -141,12 +141,7 @@ def run(cfg: RunConfig, run_dir: RunDir, events: EventSink = no_events) -> dict:
 
 
 def _with_lora(model, method, settings, task_type: str):
-    from peft import get_peft_model
-
-    from tunelab.methods.lora import peft_config
-
-    extra = {"use_dora": True} if method.name == "dora" else {}
-    return get_peft_model(model, peft_config(settings, task_type=task_type, **extra))
+    return method.apply(model, settings, task=task_type)
 
 
 def _policy(cfg: RunConfig, ref, method, settings, *, frozen_copy: bool, dtype: str | None = None):
@@ -154,11 +149,10 @@ def _policy(cfg: RunConfig, ref, method, settings, *, frozen_copy: bool, dtype: 
     adapter, trainable, with (``frozen_copy``) a frozen copy of it named 'reference'."""
     from peft import PeftModel
 
-    from tunelab.train import fastpath
-    from tunelab.train.device import use_bf16
+    from tunelab.inference.load import resolve_dtype
 
     if dtype is None:
-        dtype = cfg.model.dtype if cfg.model.dtype != "auto" else fastpath.base_dtype(method.name, use_bf16(cfg.train.bf16))
+        dtype = resolve_dtype(cfg.model.dtype, method.name, cfg.train.bf16)
     base = load_model(ref, dtype, cfg.model.trust_remote_code, **method.load_kwargs(settings))
     if not cfg.rl.init:
         return _with_lora(base, method, settings, "CAUSAL_LM"), None
@@ -174,7 +168,7 @@ def _policy(cfg: RunConfig, ref, method, settings, *, frozen_copy: bool, dtype: 
 def _ppo(model, tok, prompts, scorer, cfg: RunConfig, run_dir: RunDir, reference, events) -> dict:
     import time
 
-    from tunelab.train import ppo
+    from tunelab.train import ppo_loop as ppo
 
     rl, t = cfg.rl, cfg.train
     steps = t.max_steps if t.max_steps > 0 else max(1, math.ceil(t.epochs * len(prompts) / rl.rollout_batch))
@@ -203,9 +197,9 @@ def win_rate(model, tok, prompts: list[list[dict]], scorer, cfg: RunConfig, refe
     import torch
 
     from tunelab.data.tokens import encode_prompt
-    from tunelab.evaluate.generate import generate, generate_ids
-    from tunelab.train.ppo import reference as as_reference
-    from tunelab.train.ppo import score_answers
+    from tunelab.inference.generate import generate, generate_ids
+    from tunelab.train.ppo_loop import reference as as_reference
+    from tunelab.train.ppo_loop import score_answers
 
     if not prompts:
         return {"held_out_prompts": 0}

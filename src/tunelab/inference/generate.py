@@ -9,6 +9,14 @@ serving engine drives the same class, one request per row.
 
 Prompts are left-padded so every row's next token sits in the last column; each row's
 positions start at its first real token, so padding never shifts a row's answer.
+
+Why not transformers' own continuous batching (``generate_batch`` / the paged-attention
+manager)? It schedules requests across a paged cache but runs every row with one set of
+weights, keeps no per-row adapter switch, cannot take a reference answer as a greedy draft
+(evaluation scores the reference in the same prefill), does not share one prefilled system
+prompt between rows, and targets CUDA kernels: on a CPU its paged attention is slower than
+SDPA over a contiguous cache. This loop is small (one class, a few functions), and evaluation,
+PPO rollouts and the server all drive it, so one fix reaches all three.
 """
 
 from __future__ import annotations

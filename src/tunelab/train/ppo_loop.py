@@ -133,7 +133,7 @@ def score_answers(model, value_head: ValueHead | None, prompts: list[list[int]],
                   pad_id: int, temperature: float = 1.0) -> Scored:
     """One forward over [left-padded prompt | right-padded answer]: log-probs, entropy and values
     for the answer tokens. Only the answer positions go through the LM head."""
-    from tunelab.evaluate.generate import contiguous_head
+    from tunelab.inference.generate import contiguous_head
 
     device = next(model.parameters()).device
     width = max(len(p) for p in prompts)
@@ -184,7 +184,7 @@ def train(model, tokenizer, prompts: list[list[dict]], reward_fn: RewardFn, s: P
           log: Callable[[dict], None] | None = None) -> tuple[ValueHead, list[dict]]:
     """Optimise the LoRA policy ``model`` in place; return the critic and one record per step."""
     from tunelab.data.tokens import encode_prompt
-    from tunelab.evaluate.generate import generate_ids, stop_ids, to_text
+    from tunelab.inference.generate import generate_ids, stop_ids, to_text
 
     torch.manual_seed(s.seed)
     rng = random.Random(s.seed)

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from tunelab.data.tokens import encode_chat, encode_prompt
-from tunelab.evaluate.generate import generate, generate_and_score, stop_ids
+from tunelab.inference.generate import generate, generate_and_score, stop_ids
 from tunelab.evaluate.metrics import reference_loss
 
 QUESTIONS = ["Turn this note into a calendar entry.", "What is the capital of France?", "Monday", "yes",
@@ -81,7 +81,7 @@ def test_sampling_is_seeded(tiny):
 
 
 def test_columns_no_row_needs_are_dropped(tiny):
-    from tunelab.evaluate.generate import DecodeBatch
+    from tunelab.inference.generate import DecodeBatch
 
     model, tok = tiny
     long, short = list(range(5, 45)), [7, 8, 9]
@@ -105,7 +105,7 @@ SYSTEM = {"role": "system", "content": "You answer calendar questions for a smal
 
 
 def test_a_start_shared_by_every_prompt_runs_once_and_changes_nothing(tiny):
-    from tunelab.evaluate.generate import DecodeBatch, _shared_start
+    from tunelab.inference.generate import DecodeBatch, _shared_start
 
     model, tok = tiny
     prompts = [encode_prompt(tok, [SYSTEM, {"role": "user", "content": q}]) for q in QUESTIONS]
@@ -135,7 +135,7 @@ def test_loss_with_a_shared_start_equals_the_plain_reference_loss(tiny):
 
 
 def test_short_or_unshared_starts_are_not_split_off():
-    from tunelab.evaluate.generate import _shared_start
+    from tunelab.inference.generate import _shared_start
 
     assert _shared_start([list(range(100))]) == 0  # one row: nothing to share
     assert _shared_start([[1, 2, 3], [1, 2, 4]]) == 0  # two tokens saved do not pay for a forward
@@ -146,7 +146,7 @@ def test_short_or_unshared_starts_are_not_split_off():
 def test_a_prefill_takes_no_more_rows_than_its_padded_tokens_allow(monkeypatch):
     import collections
 
-    from tunelab.evaluate import generate as gen
+    from tunelab.inference import generate as gen
 
     monkeypatch.setattr(gen, "PREFILL_CELLS", 100)
     prompts = [[1] * 10, [1] * 10, [1] * 20, [1] * 30, [1] * 200]
@@ -174,7 +174,7 @@ def test_continuations_scored_after_a_shared_prompt_match_whole_sequences(tiny):
 
 
 def test_reference_tokens_the_model_would_pick_are_not_decoded_again(tiny, monkeypatch):
-    from tunelab.evaluate import generate as gen
+    from tunelab.inference import generate as gen
 
     model, tok = tiny
     prompts = [encode_prompt(tok, [SYSTEM, {"role": "user", "content": q}]) for q in QUESTIONS]

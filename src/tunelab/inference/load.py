@@ -1,0 +1,81 @@
+"""Load a run directory or a base model for inference, and the one "auto" dtype rule."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from tunelab import methods
+from tunelab.device import use_bf16
+from tunelab.errors import RunError
+from tunelab.models.load import ModelRef, load_model, load_tokenizer, resolve
+from tunelab.rundir import RunDir, open_run
+
+PURPOSES = ("chat", "eval", "serve", "export", "train")
+
+
+def resolve_dtype(setting: str, method: str | None = None, bf16: str = "auto") -> str:
+    """The dtype a base model is loaded in. ``auto``: bf16 when bf16 compute is on (``bf16``:
+    auto | on | off) and the method keeps a frozen base that tolerates bf16 storage (``method``
+    None means a bare base model); otherwise fp32. Decoding reads every weight per token, so
+    bf16 also halves the bytes that bound its speed."""
+    if setting != "auto":
+        return setting
+    if not use_bf16(bf16):
+        return "float32"
+    return "bfloat16" if method is None or methods.get(method).bf16_base else "float32"
+
+
+@dataclass
+class Loaded:
+    """A model ready for inference: the base, plus the tuned weights when loaded from a run."""
+
+    model: object
+    tokenizer: object
+    ref: ModelRef
+    run: RunDir | None
+    is_adapter: bool
+
+
+def is_run(target: str | Path) -> bool:
+    p = Path(target)
+    return p.is_dir() and (p / "config.yaml").is_file()
+
+
+def load_run(target: str | Path, purpose: str = "chat", dtype: str = "float32", *,
+             dequantize: bool = False) -> Loaded:
+    """Load a run directory (base + trained weights) or a base model name/id/folder.
+
+    ``purpose`` names what the model is for, so a reward run (a score head) is refused with
+    the command that does use it. A QLoRA run loads its base in 4-bit as trained, or, with
+    ``dequantize``, as the weights those 4-bit values stand for (what a merged export needs).
+    """
+    if purpose not in PURPOSES:
+        raise ValueError(f"purpose {purpose!r} not in {PURPOSES}")
+    p = Path(target)
+    if is_run(p):
+        return _load_run_dir(open_run(p), dtype, dequantize)
+    if p.is_dir() and not (p / "config.json").is_file():
+        raise RunError(f"{p}: not a run directory or model folder (no config.yaml or config.json)")
+    ref = resolve(str(target))
+    return Loaded(load_model(ref, dtype), load_tokenizer(ref), ref, None, False)
+
+
+def _load_run_dir(run: RunDir, dtype: str, dequantize: bool) -> Loaded:
+    cfg = run.config()
+    ref = resolve(cfg.model.name)
+    if cfg.train.stage == "reward":
+        raise RunError(f"{run.path}: is a reward model (it scores answers, it does not write them); use "
+                       f"`tunelab reward {run.path} --prompt ... --response ...`")
+    weights = run.weights()
+    tokenizer = load_tokenizer(ref, cfg.model.trust_remote_code)
+    if weights == run.adapter:
+        method = methods.get(cfg.method.name)
+        base = load_model(ref, dtype, cfg.model.trust_remote_code, **method.load_kwargs(method.settings(cfg.method)))
+        if dequantize and getattr(base, "is_quantized", False):
+            import torch
+
+            base = base.dequantize(dtype=getattr(torch, dtype))
+        return Loaded(methods.attach(base, weights), tokenizer, ref, run, True)
+    tuned_ref = ModelRef(ref.name, str(weights), ref.params_b, True)
+    return Loaded(load_model(tuned_ref, dtype), tokenizer, ref, run, False)
