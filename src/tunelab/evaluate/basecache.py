@@ -17,13 +17,16 @@ import hashlib
 import json
 from functools import lru_cache
 from pathlib import Path
+from typing import Callable
 
+from tunelab.events import EventSink
 from tunelab.io import atomic_write_json
 
 FORMAT = 1
 # the code whose behaviour the stored results depend on (decoding, scoring, probes, templates, loading)
-_CODE = ("inference/generate.py", "evaluate/scoring.py", "evaluate/forgetting.py", "evaluate/bias.py",
-         "evaluate/metrics.py", "data/tokens.py", "models/load.py", "api.py")
+_CODE = ("inference/generate.py", "inference/load.py", "evaluate/run.py", "evaluate/sides.py",
+         "evaluate/scoring.py", "evaluate/forgetting.py", "evaluate/bias.py", "evaluate/metrics.py",
+         "data/tokens.py", "models/load.py")
 
 
 def base_identity(source: str, model) -> dict | None:
@@ -92,3 +95,26 @@ def put(name: str, value: dict) -> None:
         atomic_write_json(folder() / f"{name}.json", {"value": value})
     except OSError:
         pass  # a read-only or full cache folder costs the next evaluation time, nothing else
+
+
+class BaseReuse:
+    """The base side's parts of one evaluation: each taken from an earlier evaluation when one
+    left it, else computed and kept (with ``fresh``, computed again and kept in its place).
+
+    ``common`` holds what every part depends on besides its own settings (dtype, device, ...);
+    ``reused`` lists the parts that came from an earlier evaluation, in order."""
+
+    def __init__(self, identity: dict, common: dict, *, fresh: bool, events: EventSink) -> None:
+        self.identity, self.common, self.fresh, self.events = identity, common, fresh, events
+        self.reused: list[str] = []
+
+    def part(self, part: str, settings: dict, compute: Callable[[], dict], required: tuple[str, ...]) -> dict:
+        name = key(self.identity, part, {**self.common, **settings})
+        value = None if self.fresh else get(name, required)
+        if value is not None:
+            self.reused.append(part)
+            self.events({"event": "note", "text": f"{part} (base): reused from an earlier eval"})
+            return value
+        value = compute()
+        put(name, value)
+        return value
