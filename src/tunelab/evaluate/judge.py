@@ -35,10 +35,19 @@ def endpoint_judge(spec: str, api_key: str | None = None) -> Callable[[str], str
 
 
 def local_judge(target: str) -> Callable[[str], str]:
-    from tunelab import api
+    """A local model (catalog name, Hub id, folder or run directory) as the judge, in fp32,
+    answering greedily in a few tokens."""
+    from tunelab.data.tokens import encode_prompt
+    from tunelab.inference.generate import generate
+    from tunelab.inference.load import load_run
 
-    loaded = api.load(target)
-    return lambda prompt: api.reply(loaded, [{"role": "user", "content": prompt}], max_new_tokens=4)
+    loaded = load_run(target, "eval", "float32")
+
+    def ask(prompt: str) -> str:
+        ids = encode_prompt(loaded.tokenizer, [{"role": "user", "content": prompt}])
+        return generate(loaded.model, loaded.tokenizer, [ids], max_new_tokens=4, batch_size=1, seed=None)[0]
+
+    return ask
 
 
 def make_judge(spec: str, api_key: str | None = None) -> Callable[[str], str]:
