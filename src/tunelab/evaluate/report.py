@@ -1,4 +1,20 @@
-"""eval.json, report.md and a self-contained report.html for a run: base vs tuned."""
+"""eval.json, report.md and a self-contained report.html for a run: base vs tuned.
+
+eval.json is written by `tunelab eval` alone and has one shape:
+
+    n, data              rows evaluated and the file they came from
+    base, tuned          task scores per side: loss, perplexity, rougeL, bleu, exact_match, token_f1
+    base_reused          base-side parts taken from an earlier evaluation ("task", "forgetting", "bias")
+    overfitting          from the run's training log (evaluate.overfit)
+    samples              the first rows side by side: prompt, reference, base, tuned
+    forgetting           (unless switched off) base, tuned and delta of the general-knowledge probes
+    bias                 (unless switched off) per-axis gaps, base vs tuned, and the amplified axes
+    judge                (when asked) the pairwise judge's win rate and counts
+    seconds              time the evaluation took, loading excluded
+    plots                loss curves, relative to the run directory
+
+What a training stage measures on its own held-out rows belongs to run.json, not here.
+"""
 
 from __future__ import annotations
 
@@ -78,12 +94,10 @@ def build_sections(run: RunDir, result: dict) -> list[tuple[str, list[list[str]]
         sections.append(("Pairwise judge", f"tuned win rate {judge['tuned_win_rate']} "
                                            f"({judge['wins']} wins, {judge['ties']} ties, {judge['losses']} losses, "
                                            f"{judge['unclear']} unclear) by {judge['judge']}"))
-    pref = result.get("preference")
-    if pref:  # what the preference stage measured when it trained (kept when `tunelab eval` runs later)
-        keys = [k for k in ("pairwise_accuracy", "preference_accuracy", "reward_margin", "win_rate", "against",
-                            "mean_reward", "reference_mean_reward", "kl_to_reference", "held_out_pairs",
-                            "held_out_prompts") if pref.get(k) is not None]
-        sections.append((f"Preference stage ({pref['stage']})", [["measure", "value"]] + [[k, str(pref[k])] for k in keys]))
+    held_out = s.get("held_out")
+    if isinstance(held_out, dict) and held_out:  # what a training stage measured on its own held-out rows
+        sections.append((f"Held out during training ({s.get('stage', 'sft')})",
+                         [["measure", "value"]] + [[k, str(v)] for k, v in held_out.items() if v is not None]))
     card = run.data / "data_card.json"
     if card.is_file():
         c = json.loads(card.read_text())
