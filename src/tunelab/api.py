@@ -1,75 +1,46 @@
-"""The Python API. The CLI (and later the HTTP server) call only these functions.
+"""The Python API: one call per thing a user does. The CLI, the HTTP server's job workers and
+scripts call only these; each is a few lines over the package that does the work.
 
-    check_data(path)            -> Report
-    train(cfg)                  -> RunDir
-    evaluate(run, data)         -> dict (also writes eval.json and report.md)
-    load_for_chat(target)       -> Chatter
-    demo()                      -> dict
+    check_data, prepare_data, estimate       data/, cost.py
+    train (and resume), rlhf, reward         train/ (one recipe per stage)
+    load, reply, evaluate, compare, export   inference/, evaluate/
+    demo, demo_rlhf                          the shipped recipes in resources/recipes
+    serve                                    serve/
 """
 
 from __future__ import annotations
 
-import shutil
-import tempfile
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
-from tunelab import methods
+import yaml
+
 from tunelab.config import RunConfig
 from tunelab.data import dataset
-from tunelab.data.formats import prompt_and_reference
-from tunelab.data.load import write_jsonl
-from tunelab.data.tokens import count_tokens, encode_prompt
-from tunelab.data.validate import Report, parse_file, token_stats
-from tunelab.errors import ConfigError, RunError
-from tunelab.io import atomic_write_json, atomic_write_text
-from tunelab.models import catalog
-from tunelab.models.load import ModelRef, load_model, load_tokenizer, resolve
-from tunelab.rundir import RunDir, open_run
-from tunelab.inference.load import Loaded, load_run, resolve_dtype
-from tunelab.train import fastpath
-from tunelab.device import use_bf16
+from tunelab.data.validate import Report
+from tunelab.errors import RunError
 from tunelab.events import EventSink, no_events
+from tunelab.inference.load import Loaded, load_run, resolve_dtype
+from tunelab.models import catalog
+from tunelab.rundir import RunDir, open_run
+from tunelab import methods  # (the evaluation below moves to evaluate/)
+from tunelab.data.formats import prompt_and_reference
+from tunelab.data.tokens import encode_prompt
+from tunelab.models.load import load_model
+
+__all__ = ["check_data", "prepare_data", "estimate", "train", "rlhf", "reward", "load", "reply", "evaluate",
+           "compare", "export", "demo", "demo_rlhf", "serve", "open_run", "Loaded", "RunConfig"]
 
 
 # ---------------------------------------------------------------- data
-
 def check_data(path: str | Path, model: str = catalog.DEFAULT_MODEL, max_length: int | None = None, *,
                against: str | Path | None = None, near: float | None = 0.8,
                plots: str | Path | None = None) -> Report:
-    """Validate a dataset and diagnose it: format errors, duplicates, conflicts, outliers,
-    personal data, token lengths with ``model``'s chat template, leakage into ``against``."""
-    from tunelab.data import doctor
+    """Validate and diagnose a dataset (format, duplicates, conflicts, outliers, personal data,
+    token lengths under ``model``'s chat template, leakage into ``against``)."""
+    from tunelab.data.doctor import diagnose
 
-    parsed = parse_file(path)
-    report = parsed.report
-    ref = resolve(model)
-    rows, lines = parsed.messages, parsed.lines
-    lengths: list[int] = []
-    if rows:
-        lengths = count_tokens(load_tokenizer(ref), rows)
-        report.tokens = token_stats(lengths)
-        if max_length:
-            report.max_length = max_length
-            report.over_length = sum(n > max_length for n in lengths)
-            report.findings += doctor.over_length(lengths, lines, max_length)
-    report.findings += doctor.duplicates(rows, lines, near)
-    if not parsed.is_preference:
-        report.findings += doctor.conflicts(rows, lines)
-    report.findings += doctor.outliers(rows, lines)
-    report.findings += doctor.personal_data(rows, lines)
-    if against is not None:
-        other = parse_file(against)
-        report.findings += doctor.leakage(rows, lines, other.messages)
-    if plots is not None and lengths:
-        from tunelab.data.plots import length_histogram
-
-        report.plots.append(str(length_histogram(lengths, Path(plots) / "lengths.png", title=Path(path).name)))
-    params = ref.params_b
-    report.guidance = {**catalog.guidance(params), "model": ref.name,
-                       "verdict": catalog.verdict(len(rows), params)}
-    return report
+    return diagnose(path, model, max_length, against=against, near=near, plots=plots)
 
 
 def prepare_data(path: str | Path, out: str | Path, *, val: float = 0.1, test: float = 0.1, seed: int = 42,
@@ -78,130 +49,47 @@ def prepare_data(path: str | Path, out: str | Path, *, val: float = 0.1, test: f
     """Clean, dedup, redact, split (and blend) a dataset into ``out``; returns the data card."""
     from tunelab.data import prepare
 
-    if to not in (None, "chat", "instruction", "completion"):
-        raise ConfigError(f"--to {to!r}: expected chat, instruction or completion")
-    opts = prepare.Options(val=val, test=test, seed=seed, near=near, redact_pii=redact_pii,
-                           blend=prepare.parse_blend(blend) if blend else None, to=to)
-    counter = None
-    if model:
-        tokenizer = load_tokenizer(resolve(model))
-        counter = lambda rows: count_tokens(tokenizer, rows)  # noqa: E731
-    return prepare.prepare(path, out, opts, force=force, count_tokens=counter)
+    return prepare.prepare_file(path, out, val=val, test=test, seed=seed, near=near, redact_pii=redact_pii,
+                                blend=blend, to=to, model=model, force=force)
 
 
 def estimate(data: str | Path, *, model: str = catalog.DEFAULT_MODEL, method: str = "lora",
              epochs: float = 3.0) -> dict:
     """Training tokens, API price and self-hosted FLOPs/time/memory for fine-tuning on ``data``."""
     from tunelab import cost
-    from tunelab.models.load import model_params
 
-    methods.get(method)
-    if epochs <= 0:
-        raise ConfigError(f"--epochs must be positive, got {epochs}")
-    conversations = dataset.load_conversations(data)
-    ref = resolve(model)
-    tokens = sum(count_tokens(load_tokenizer(ref), conversations))
-    result = cost.estimate(tokens, epochs, model_params(ref), method)
-    return {"data": str(data), "rows": len(conversations), "model": ref.name, **result}
+    return cost.estimate_file(data, model=model, method=method, epochs=epochs)
 
 
 # ---------------------------------------------------------------- train
-
-def run_path(cfg: RunConfig) -> Path:
-    stage = "" if cfg.train.stage == "sft" else f"{cfg.train.stage}-"
-    name = cfg.name or f"{stage}{cfg.method.name}-{time.strftime('%Y%m%d-%H%M%S')}"
-    return Path(cfg.out_dir) / name
-
-
-def train(cfg: RunConfig, *, out: str | Path | None = None, resume: str | Path | None = None,
+def train(cfg: RunConfig | None = None, *, out: str | Path | None = None, resume: str | Path | None = None,
           events: EventSink = no_events) -> RunDir:
-    """Fine-tune ``cfg.model`` on ``cfg.data`` and write a run directory; or resume one."""
-    from tunelab.train import sft
+    """Train ``cfg`` into a new run directory (``out``, default runs/<name>), or continue the
+    run at ``resume`` from its newest complete checkpoint."""
+    from tunelab.train import setup, stages
 
-    checkpoint = None
-    if resume is None and cfg.train.stage != "sft":
-        from tunelab.train import stages
-
-        stages.check(cfg)
-        run = RunDir(Path(out) if out else run_path(cfg))
-        stages.run(cfg, run, events)
-        return run
     if resume is not None:
         run = open_run(resume)
-        cfg = run.config()
-        if cfg.train.stage != "sft":
-            raise ConfigError(f"{run.path}: --resume continues supervised runs; a {cfg.train.stage} run starts over")
-        checkpoint = str(run.latest_checkpoint())
-        train_rows = dataset.load_conversations(run.data / "train.jsonl")
-        val_file = run.data / "val.jsonl"
-        val_rows = dataset.load_conversations(val_file) if val_file.is_file() else []
-    else:
-        if not cfg.data.train:
-            raise ConfigError("no training data: pass --data FILE.jsonl (or data.train in the config)")
-        methods.get(cfg.method.name)  # an unknown method fails before any data is read
-        train_rows = dataset.load_conversations(cfg.data.train)
-        if cfg.data.val:
-            val_rows = dataset.load_conversations(cfg.data.val)
-        else:
-            train_rows, val_rows = dataset.split_train_val(train_rows, cfg.data.val_fraction, cfg.train.seed)
-        run = RunDir(Path(out) if out else run_path(cfg))
-        if run.path.exists() and any(run.path.iterdir()):
-            raise RunError(f"{run.path}: already exists and is not empty; choose another --out or --resume it")
-        cfg = cfg.model_copy(update={"name": run.name})
-    method = methods.get(cfg.method.name)
-    settings = method.settings(cfg.method)
-    load_kwargs = method.load_kwargs(settings)  # fails early (e.g. no 4-bit support) before writing anything
-
-    ref = resolve(cfg.model.name)
-    tokenizer = load_tokenizer(ref, cfg.model.trust_remote_code)
-    enc_train = dataset.encode_split(tokenizer, train_rows, cfg.data.max_length, cfg.data.train_on_inputs)
-    enc_val = dataset.encode_split(tokenizer, val_rows, cfg.data.max_length, cfg.data.train_on_inputs)
-    if not enc_train.rows:
-        raise ConfigError(f"no training row has an answer token within data.max_length={cfg.data.max_length}")
-
-    if checkpoint is None:
-        run.path.mkdir(parents=True, exist_ok=True)
-        atomic_write_text(run.config_file, cfg.to_yaml())
-        write_jsonl(run.data / "train.jsonl", [{"messages": m} for m in train_rows])
-        if val_rows:
-            write_jsonl(run.data / "val.jsonl", [{"messages": m} for m in val_rows])
-        atomic_write_json(run.data / "data_card.json", dataset.data_card(
-            {"train": cfg.data.train, "val": cfg.data.val}, {"train": enc_train, "val": enc_val}))
-
-    dtype = resolve_dtype(cfg.model.dtype, method.name, cfg.train.bf16 if cfg.train.fast else "off")
-    if cfg.train.fast:
-        fastpath.set_threads()
-    model = load_model(ref, dtype, cfg.model.trust_remote_code, **load_kwargs)
-    _seed(cfg.train.seed)  # the adapter's initial weights follow train.seed, not whatever ran before
-    model = method.apply(model, settings)
-    trainable = methods.trainable_summary(model)
-    trainable["model_mb"] = round(_footprint(model) / 2**20, 1)
-    events({"event": "trainable", **trainable})
-
-    summary = sft.run(model, tokenizer, enc_train.rows, enc_val.rows, cfg, run,
-                      resume_from=checkpoint, events=events)
-    methods.save_atomically(method, model, tokenizer, run.model if method.saves == "model" else run.adapter)
-    atomic_write_json(run.summary_file, {
-        "model": ref.name, "method": method.name, "trainable": trainable,
-        "train_rows": len(enc_train.rows), "val_rows": len(enc_val.rows), "base_dtype": dtype, **summary,
-    })
-    return run
+        return stages.run(run.config(), run, events, resume=True).run_dir
+    stages.check(cfg)
+    return stages.run(cfg, RunDir(Path(out) if out else setup.run_path(cfg)), events).run_dir
 
 
-def _seed(seed: int) -> None:
-    from transformers import set_seed
+def rlhf(config: str | Path | dict, *, out: str | Path = "runs/rlhf", events: EventSink = no_events) -> dict[str, Path]:
+    """SFT -> reward model -> PPO (or RLOO) from one config (see train/rlhf.py for its shape)."""
+    from tunelab.train import rlhf as pipeline
 
-    set_seed(seed)
-
-
-def _footprint(model) -> int:
-    """Bytes of the model's weights and buffers as held in memory (4-bit weights count as packed)."""
-    tensors = list(model.parameters()) + list(model.buffers())
-    return sum(t.numel() * t.element_size() for t in tensors)
+    return pipeline.run(config, Path(out), events)
 
 
-# ---------------------------------------------------------------- load a run or a model
+def reward(run_dir: str | Path, prompt: str, responses: list[str]) -> list[float]:
+    """Reward-model scores of ``responses`` to one user prompt."""
+    from tunelab.train.reward import RewardScorer
 
+    return RewardScorer.from_run(run_dir).score([[{"role": "user", "content": prompt}]] * len(responses), responses)
+
+
+# ---------------------------------------------------------------- use a run
 def load(target: str | Path, dtype: str = "float32", *, dequantize: bool = False) -> Loaded:
     """A run directory (base + trained weights) or a base model, ready for inference."""
     return load_run(target, "chat", dtype, dequantize=dequantize)
@@ -210,14 +98,13 @@ def load(target: str | Path, dtype: str = "float32", *, dequantize: bool = False
 def reply(loaded: Loaded, messages: list[dict], *, max_new_tokens: int = 256,
           temperature: float = 0.0, top_p: float = 1.0) -> str:
     """One assistant answer to a conversation."""
+    from tunelab.data.tokens import encode_prompt
     from tunelab.inference.generate import generate
 
     prompt = encode_prompt(loaded.tokenizer, messages)
     return generate(loaded.model, loaded.tokenizer, [prompt], max_new_tokens=max_new_tokens, seed=None,
                     batch_size=1, temperature=temperature, top_p=top_p)[0]
 
-
-# ---------------------------------------------------------------- evaluate
 
 def evaluate(target: str | Path, data: str | Path, *, limit: int | None = None, forgetting: bool = True,
              bias: bool = True, judge: str | None = None, judge_key: str | None = None,
@@ -406,161 +293,61 @@ def _continuations(tok, rows, prompt_ids, max_length) -> list[tuple[list[int], l
     return out
 
 
-def reward(run_dir: str | Path, prompt: str, responses: list[str]) -> list[float]:
-    """Reward-model scores of ``responses`` to one user prompt."""
-    from tunelab.train.preference import RewardScorer
-
-    scorer = RewardScorer.from_run(run_dir)
-    return scorer.score([[{"role": "user", "content": prompt}]] * len(responses), responses)
-
-
-
-
-def rlhf(config: str | Path | dict, *, out: str | Path = "runs/rlhf", events: EventSink = no_events) -> dict[str, Path]:
-    """SFT -> reward model -> PPO (or RLOO) from one YAML file. Shared sections (model, method, train, rl,
-    ...) apply to every stage; ``stages.<name>`` overrides them for one stage, with ``data`` as
-    a shortcut for data.train. The SFT stage may read the preference file: it then trains on
-    each prompt with its chosen answer. The policy stage starts from the SFT run and is scored by
-    the reward run."""
-    import copy
-
-    import yaml
-
-    from tunelab.config import validate
-
-    if isinstance(config, dict):
-        path, shared = "rlhf config", copy.deepcopy(config)
-    else:
-        path = Path(config)
-        if not path.is_file():
-            raise ConfigError(f"{path}: config file not found")
-        try:
-            shared = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-        except yaml.YAMLError as exc:
-            raise ConfigError(f"{path}: not valid YAML ({str(exc).splitlines()[0]})") from exc
-    stages = shared.pop("stages", None) if isinstance(shared, dict) else None
-    names = list(stages) if isinstance(stages, dict) else []
-    if names not in (["sft", "reward", "ppo"], ["sft", "reward", "rloo"]) or not all(stages.values()):
-        raise ConfigError(f"{path}: needs a 'stages' section with sft, reward and ppo (or rloo), in that order, "
-                          "each at least {data: FILE}; shared sections apply to all three")
-    policy = names[2]
-    out = Path(out)
-    if out.exists() and any(out.iterdir()):
-        raise RunError(f"{out}: already exists and is not empty; choose another --out")
-    cfgs = {}
-    for name in names:
-        data, stage = copy.deepcopy(shared), stages[name]
-        if isinstance(stage, str):
-            stage = {"data": stage}
-        if not isinstance(stage, dict):
-            raise ConfigError(f"{path}: stages.{name} must be a mapping such as {{data: FILE}}")
-        if isinstance(stage.get("data"), str):
-            stage["data"] = {"train": stage["data"]}
-        _merge(data, stage)
-        _merge(data, {"train": {"stage": name}})
-        if name == policy:
-            _merge(data, {"rl": {"reward_model": str(out / "reward"), "init": str(out / "sft")}})
-        cfgs[name] = validate(data, f"{path} (stage {name})")
-    from tunelab.train import stages as stage_runs
-
-    for name in ("reward", policy):  # fail before the first stage trains, not after it
-        stage_runs.check(cfgs[name])
-    if not cfgs["sft"].data.train:
-        raise ConfigError(f"{path}: stages.sft needs data (a chat/instruction file, or the preference pairs)")
-    if cfgs["sft"].method.name not in stage_runs.ADAPTER_METHODS:
-        raise ConfigError(f"{path}: the SFT stage must train a LoRA-family adapter ({', '.join(stage_runs.ADAPTER_METHODS)}) "
-                          f"for the {policy.upper()} policy to start from; got '{cfgs['sft'].method.name}'")
-    out.mkdir(parents=True, exist_ok=True)
-    sft_cfg = cfgs["sft"]
-    if dataset.parse_file(sft_cfg.data.train).is_preference:
-        rows = [{"messages": p["prompt"] + [{"role": "assistant", "content": p["chosen"]}]}
-                for p in dataset.load_pairs(sft_cfg.data.train)]
-        write_jsonl(out / "sft_data.jsonl", rows)
-        sft_cfg = sft_cfg.model_copy(update={"data": sft_cfg.data.model_copy(update={"train": str(out / "sft_data.jsonl")})})
-    events({"event": "note", "text": "stage 1/3: supervised fine-tuning"})
-    runs = {"sft": train(sft_cfg, out=out / "sft", events=events).path}
-    events({"event": "note", "text": "stage 2/3: reward model"})
-    runs["reward"] = train(cfgs["reward"], out=out / "reward", events=events).path
-    events({"event": "note", "text": f"stage 3/3: {policy.upper()} against the reward model, starting from the SFT run"})
-    runs[policy] = train(cfgs[policy], out=out / policy, events=events).path
-    return runs
-
-
-def _merge(into: dict, extra: dict) -> None:
-    for key, value in extra.items():
-        if isinstance(value, dict) and isinstance(into.get(key), dict):
-            _merge(into[key], value)
-        else:
-            into[key] = value
-
-
 def compare(run_dirs: list[str | Path]) -> list[dict]:
     """One row per run: method, size, training and (when evaluated) evaluation numbers."""
-    import json
+    from tunelab.evaluate.runs_table import rows
 
-    rows = []
-    for path in run_dirs:
-        run = open_run(path)
-        s = run.summary()
-        ev = json.loads((run.path / "eval.json").read_text()) if (run.path / "eval.json").is_file() else {}
-        fg, bias, of = ev.get("forgetting"), ev.get("bias"), ev.get("overfitting")
-        rows.append({
-            "run": run.name, "method": s.get("method"), "trainable %": s.get("trainable", {}).get("percent"),
-            "steps": s.get("steps"), "train loss": s.get("train_loss"), "val loss": s.get("eval_loss"),
-            "rougeL": ev.get("tuned", {}).get("rougeL"), "exact_match": ev.get("tuned", {}).get("exact_match"),
-            "QA drop": fg["delta"]["qa_accuracy_drop"] if fg else None,
-            "ppl ×": fg["delta"]["prose_perplexity_ratio"] if fg else None,
-            "bias amplified": bias["amplified"] if bias else None,
-            "overfit": (f"from step {of['began_at_step']}" if of["flag"] else "no") if of else None,
-        })
-    return rows
+    return rows([open_run(p) for p in run_dirs])
 
 
-# ---------------------------------------------------------------- demo
+def export(target: str | Path, out: str | Path, *, merge: bool = False, force: bool = False) -> dict:
+    """A run's trained weights copied to ``out``, or (``merge``) one merged model folder
+    (safetensors + tokenizer) that loads with plain transformers."""
+    from tunelab.inference.export import export_run
 
+    return export_run(open_run(target), Path(out), merge=merge, force=force)
+
+
+# ---------------------------------------------------------------- demos
 DEMO_TEST_ROWS = 40
 
 
 def demo(out: str | Path = "runs/demo", *, sets: list[str] | None = None, events: EventSink = no_events) -> dict:
-    """Train LoRA on the bundled calendar-entry dataset and compare base vs tuned on held-out rows."""
+    """LoRA on the bundled calendar-entry dataset, then base vs tuned on held-out rows, with
+    the recipe in resources/recipes/demo.yaml."""
     from tunelab import resources
     from tunelab.config import build_config
+    from tunelab.data.load import write_jsonl
     from tunelab.data.split import row_key, split_indices
 
     out = Path(out)
     if out.exists() and any(out.iterdir()):
         raise RunError(f"{out}: already exists and is not empty; pass another --out")
     rows = dataset.load_conversations(resources.path("demo_calendar.jsonl"))
-    frac = DEMO_TEST_ROWS / len(rows)
-    train_idx, test_idx = split_indices([row_key(r) for r in rows], [frac], seed=0)
-    data_dir = out / "demo-data"
-    write_jsonl(data_dir / "train.jsonl", [{"messages": rows[i]} for i in train_idx])
-    write_jsonl(data_dir / "test.jsonl", [{"messages": rows[i]} for i in test_idx])
-    cfg = build_config(overrides=DEMO_SETTINGS | {"data.train": str(data_dir / "train.jsonl")}, sets=sets)
+    train_idx, test_idx = split_indices([row_key(r) for r in rows], [DEMO_TEST_ROWS / len(rows)], seed=0)
+    write_jsonl(out / "demo-data" / "train.jsonl", [{"messages": rows[i]} for i in train_idx])
+    write_jsonl(out / "demo-data" / "test.jsonl", [{"messages": rows[i]} for i in test_idx])
+    recipe = yaml.safe_load(resources.path("recipes/demo.yaml").read_text())
+    cfg = build_config(overrides=recipe | {"data.train": str(out / "demo-data" / "train.jsonl")}, sets=sets)
     start = time.perf_counter()
     run = train(cfg, out=out / "run", events=events)
-    result = evaluate(run.path, data_dir / "test.jsonl", events=events)
+    result = evaluate(run.path, out / "demo-data" / "test.jsonl", events=events)
     return {"run": str(run.path), "seconds": round(time.perf_counter() - start, 1),
             "summary": run.summary(), "eval": result}
 
 
-def demo_rlhf(out: str | Path = "runs/demo-rlhf", *, model: str | None = None, steps: tuple[int, int, int] = (10, 30, 12),
-              events: EventSink = no_events) -> dict[str, Path]:
-    """SFT -> reward model -> PPO on the shipped preference pairs (concise over rambling answers),
-    with the recipe bench/rlhf.py measures: 701 s on a 2-core CPU."""
-    import yaml
-
+def demo_rlhf(out: str | Path = "runs/demo-rlhf", *, model: str | None = None,
+              steps: tuple[int, int, int] | None = None, events: EventSink = no_events) -> dict[str, Path]:
+    """SFT -> reward model -> PPO on the shipped preference pairs, with the recipe in
+    resources/recipes/demo_rlhf.yaml (``steps`` shortens it, e.g. for tests)."""
     from tunelab import resources
+    from tunelab.io import atomic_write_text
 
-    pairs = str(resources.path("prefs_concise.jsonl"))
-    sft, reward_steps, ppo = steps
-    config = {
-        "train": {"batch_size": 8},
-        "rl": {"rollout_batch": 16, "mini_batch": 8, "max_new_tokens": 48, "eval_prompts": 40},
-        "stages": {"sft": {"data": pairs, "train": {"max_steps": sft, "lr": 2e-4}},
-                   "reward": {"data": pairs, "train": {"max_steps": reward_steps, "lr": 5e-4}},
-                   "ppo": {"data": pairs, "train": {"max_steps": ppo, "lr": 3e-4}}},
-    }
+    config = yaml.safe_load(resources.path("recipes/demo_rlhf.yaml").read_text())
+    for i, stage in enumerate(config["stages"].values()):
+        stage["data"] = str(resources.path(stage["data"]))
+        if steps:
+            stage["train"]["max_steps"] = steps[i]
     if model:
         config["model"] = {"name": model}
     runs = rlhf(config, out=out, events=events)
@@ -568,46 +355,10 @@ def demo_rlhf(out: str | Path = "runs/demo-rlhf", *, model: str | None = None, s
     return runs
 
 
-# The demo's recipe: LoRA defaults, a short run sized to finish in minutes on a 2-core CPU.
-DEMO_SETTINGS = {
-    "train.max_steps": 40,
-    "train.batch_size": 4,
-    "train.lr": 4e-4,
-    "eval.max_new_tokens": 64,
-}
+# ---------------------------------------------------------------- serve
+def serve(**options) -> None:
+    """Serve a base model and its adapters with the OpenAI-compatible API until stopped
+    (options: see tunelab.serve.launch.serve)."""
+    from tunelab.serve.launch import serve as run_server
 
-
-# ---------------------------------------------------------------- export
-
-def export(target: str | Path, out: str | Path, *, merge: bool = False, force: bool = False) -> dict:
-    """Copy a run's trained weights to ``out``, or (``merge``) write one merged model folder
-    (safetensors + tokenizer) that loads with plain transformers."""
-    run = open_run(target)
-    cfg = run.config()
-    method = methods.get(cfg.method.name)
-    out = Path(out)
-    if out.exists() and any(out.iterdir()) and not force:
-        raise RunError(f"{out}: already exists and is not empty; choose another --out or pass --force")
-    if merge and not method.can_merge:
-        raise ConfigError(f"method '{method.name}' cannot be merged into the base weights "
-                          "(it adds tokens or layers rather than changing weights); export without --merge "
-                          "to get the adapter, which loads on the base with tunelab or peft")
-    weights = run.weights()
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
-    try:
-        if not merge or method.saves == "model":
-            shutil.copytree(weights, tmp, dirs_exist_ok=True)
-            kind = "model" if method.saves == "model" else "adapter"
-        else:
-            loaded = load(run.path, dequantize=True)
-            merged = loaded.model.merge_and_unload()
-            merged.save_pretrained(tmp)
-            loaded.tokenizer.save_pretrained(tmp)
-            kind = "merged model"
-        if out.exists():
-            shutil.rmtree(out)
-        tmp.rename(out)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-    return {"run": str(run.path), "out": str(out), "method": method.name, "kind": kind}
+    run_server(**options)

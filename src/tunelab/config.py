@@ -64,7 +64,7 @@ class TrainSection(_Section):
         "auto", description="recompute activations to save memory; auto: only when they would not fit")
     stage: Literal["sft", "reward", "dpo", "ppo", "rloo"] = Field(
         "sft", description="sft: supervised; reward: reward model from pairs; dpo: direct preference "
-                           "optimisation; ppo/rloo: policy optimisation against rl.reward_model")
+                           "optimisation; ppo/rloo: policy optimisation against <stage>.reward_model")
     fast: bool = Field(True, description="the CPU fast path: padding-free batches, bf16 base, no needless recompute")
     logging_steps: int = Field(5, ge=1, description="log train loss every N steps")
     eval_steps: int | None = Field(None, ge=1, description="evaluate on validation every N steps (default: about 4 times a run)")
@@ -79,25 +79,43 @@ class TrainSection(_Section):
         return {True: "on", False: "off"}.get(value, value) if isinstance(value, bool) else value
 
 
-class RlSection(_Section):
-    """Preference stages: reward model, DPO, PPO and RLOO."""
+# Each preference stage has its own section, named after it (the recipe in train/<stage>.py
+# reads only its own). They live here, below train/, so a run directory's config loads
+# without importing any trainer.
+class DpoSection(_Section):
+    """Direct preference optimisation (--stage dpo)."""
 
-    reward_model: str | None = Field(None, description="run directory of a reward model (stages ppo, rloo)")
+    beta: float = Field(0.1, gt=0, description="strength of the pull towards the reference (the base)")
+
+
+class PolicySection(_Section):
+    """What PPO and RLOO share: where the policy starts, what scores it, how it samples."""
+
+    reward_model: str | None = Field(None, description="run directory of a reward model (--stage reward)")
     init: str | None = Field(None, description="run directory of an SFT run to start the policy from "
                                                "(it is also the KL reference); default: the base model")
-    beta: float = Field(0.1, gt=0, description="DPO: strength of the pull towards the reference")
-    kl_coef: float = Field(0.05, ge=0, description="PPO/RLOO: KL penalty to the reference per token")
-    rollout_batch: int = Field(16, ge=2, description="PPO: prompts answered per step")
-    mini_batch: int = Field(8, ge=1, description="PPO: rows per gradient update")
-    ppo_epochs: int = Field(2, ge=1, description="PPO: passes over each rollout batch")
-    clip: float = Field(0.2, gt=0, description="PPO: clip range of the probability ratio")
-    vf_coef: float = Field(0.5, ge=0, description="PPO: weight of the value loss")
-    gamma: float = Field(1.0, gt=0, le=1, description="PPO: discount")
-    lam: float = Field(0.95, ge=0, le=1, description="PPO: GAE lambda")
-    num_generations: int = Field(4, ge=2, description="RLOO: answers sampled per prompt")
-    max_new_tokens: int = Field(48, ge=1, description="PPO/RLOO: answer length budget during training")
-    temperature: float = Field(1.0, gt=0, description="PPO/RLOO: sampling temperature of the rollouts")
+    kl_coef: float = Field(0.05, ge=0, description="KL penalty to the reference per token")
+    rollout_batch: int = Field(16, ge=2, description="answers sampled per step")
+    max_new_tokens: int = Field(48, ge=1, description="answer length budget during training")
+    temperature: float = Field(1.0, gt=0, description="sampling temperature of the rollouts")
     eval_prompts: int = Field(32, ge=0, description="held-out prompts for the win rate against the reference")
+
+
+class PpoSection(PolicySection):
+    """Proximal policy optimisation (--stage ppo)."""
+
+    mini_batch: int = Field(8, ge=1, description="rows per gradient update")
+    ppo_epochs: int = Field(2, ge=1, description="passes over each rollout batch")
+    clip: float = Field(0.2, gt=0, description="clip range of the probability ratio")
+    vf_coef: float = Field(0.5, ge=0, description="weight of the value loss")
+    gamma: float = Field(1.0, gt=0, le=1, description="discount")
+    lam: float = Field(0.95, ge=0, le=1, description="GAE lambda")
+
+
+class RlooSection(PolicySection):
+    """REINFORCE leave-one-out through TRL (--stage rloo)."""
+
+    num_generations: int = Field(4, ge=2, description="answers sampled per prompt")
 
 
 class EvalSection(_Section):
@@ -121,7 +139,13 @@ class RunConfig(_Section):
     method: MethodSection = Field(default_factory=MethodSection)
     train: TrainSection = Field(default_factory=TrainSection)
     eval: EvalSection = Field(default_factory=EvalSection)
-    rl: RlSection = Field(default_factory=RlSection)
+    dpo: DpoSection = Field(default_factory=DpoSection)
+    ppo: PpoSection = Field(default_factory=PpoSection)
+    rloo: RlooSection = Field(default_factory=RlooSection)
+
+    def policy(self) -> PolicySection:
+        """The policy settings of this run's stage (PPO or RLOO)."""
+        return self.rloo if self.train.stage == "rloo" else self.ppo
 
     def to_yaml(self) -> str:
         return yaml.safe_dump(self.model_dump(mode="json"), sort_keys=False)
@@ -189,6 +213,10 @@ def build_config(
 
 
 def validate(data: dict, source: str | Path | None = None) -> RunConfig:
+    if isinstance(data, dict) and "rl" in data:
+        where = f"{source}: " if source else ""
+        raise ConfigError(f"{where}the 'rl' section is now one section per stage: dpo (beta), ppo and rloo "
+                          "(reward_model, init, kl_coef, rollout_batch, ...); rename rl.X to <stage>.X")
     try:
         return RunConfig.model_validate(data)
     except ValidationError as exc:
@@ -216,3 +244,26 @@ def _section_at(loc) -> type[BaseModel] | None:
             return None
         model = ann
     return model
+
+
+def describe(key: str) -> str:
+    """The one-line description of a dotted config key ('train.lr'): the CLI's help for the
+    flag that sets it, so each option's text is written once, beside its field."""
+    model: type[BaseModel] = RunConfig
+    *sections, name = key.split(".")
+    for part in sections:
+        model = model.model_fields[part].annotation
+    description = model.model_fields[name].description
+    return description.replace("%", "%%")  # click formats help text with %
+
+
+def with_policy_sources(cfg: RunConfig, reward_model: str | None, init: str | None) -> RunConfig:
+    """--reward-model / --init set the reward run and starting run of the policy stage."""
+    if reward_model is None and init is None:
+        return cfg
+    stage = cfg.train.stage
+    if stage not in ("ppo", "rloo"):
+        raise ConfigError(f"--reward-model and --init apply to --stage ppo or rloo, not '{stage}'")
+    data = cfg.model_dump(mode="json")
+    data[stage].update({k: v for k, v in {"reward_model": reward_model, "init": init}.items() if v is not None})
+    return validate(data)

@@ -69,3 +69,21 @@ def estimate(tokens_per_epoch: int, epochs: float, params: float, method: str) -
         "self_hosted": self_hosted,
         "prices_as_of": table["as_of"],
     }
+
+
+def estimate_file(data, *, model: str, method: str = "lora", epochs: float = 3.0) -> dict:
+    """Training tokens, API price and self-hosted FLOPs/time/memory for fine-tuning on ``data``."""
+    from tunelab import methods
+    from tunelab.data import dataset
+    from tunelab.data.tokens import count_tokens
+    from tunelab.errors import ConfigError
+    from tunelab.models.load import load_tokenizer, model_params, resolve
+
+    methods.get(method)
+    if epochs <= 0:
+        raise ConfigError(f"--epochs must be positive, got {epochs}")
+    conversations = dataset.load_conversations(data)
+    ref = resolve(model)
+    tokens = sum(count_tokens(load_tokenizer(ref), conversations))
+    return {"data": str(data), "rows": len(conversations), "model": ref.name,
+            **estimate(tokens, epochs, model_params(ref), method)}

@@ -39,11 +39,11 @@ def reward_run(tmp_path_factory, tiny_model, pairs):
 
 def test_reward_model_learns_the_preference(reward_run, capsys):
     out = reward_run
-    result = json.loads((out / "eval.json").read_text())
-    assert result["stage"] == "reward" and result["held_out_pairs"] > 0
-    assert result["pairwise_accuracy"] > 0.5
-    assert "pairwise accuracy" in (out / "report.md").read_text()
-    assert (out / "adapter" / "adapter_config.json").is_file() and (out / "report.md").is_file()
+    summary = json.loads((out / "run.json").read_text())
+    assert summary["stage"] == "reward" and summary["held_out"]["pairs"] > 0
+    assert summary["held_out"]["pairwise_accuracy"] > 0.5
+    assert "pairwise accuracy" in (out / "train_report.md").read_text()
+    assert (out / "adapter" / "adapter_config.json").is_file() and not (out / "eval.json").exists()
     code, text, _ = run_cli(capsys, "reward", out, "--prompt", QUESTIONS[0], "--response", PAIRS[0]["chosen"],
                             "--response", PAIRS[0]["rejected"], "--json")
     scores = [r["reward"] for r in json.loads(text)]
@@ -106,16 +106,16 @@ def test_dpo_prefers_the_chosen_answers(capsys, tmp_path, tiny_model, pairs):
                                 "--max-steps", "12", "--batch-size", "4", "--lr", "5e-3", "--out", out,
                                 "--set", "data.val_fraction=0.25", *FAST)
     assert code == 0, err
-    result = json.loads((out / "eval.json").read_text())
+    result = json.loads((out / "run.json").read_text())["held_out"]
     assert result["preference_accuracy"] > 0.5 and result["reward_margin"] > 0
     code, answer, _ = run_cli(capsys, "chat", out, "--prompt", QUESTIONS[0], "--max-new-tokens", "4")
     assert code == 0
     chat_rows = write_jsonl(tmp_path / "qa.jsonl", [{"instruction": q, "output": a} for q, a in zip(QUESTIONS, SHORT)])
     code, _, err = run_cli(capsys, "eval", out, "--data", chat_rows, "--no-forgetting", "--no-bias")
     assert code == 0, err
-    after = json.loads((out / "eval.json").read_text())
-    assert after["preference"]["preference_accuracy"] == result["preference_accuracy"] and "tuned" in after
-    assert "Preference stage (dpo)" in (out / "report.md").read_text()
+    after = json.loads((out / "eval.json").read_text())  # eval.json is tunelab eval's alone
+    assert "tuned" in after and "preference" not in after
+    assert json.loads((out / "run.json").read_text())["held_out"] == result  # training's numbers stay put
 
 
 def test_ppo_against_the_reward_run(capsys, tmp_path, tiny_model, pairs, reward_run):
@@ -123,11 +123,12 @@ def test_ppo_against_the_reward_run(capsys, tmp_path, tiny_model, pairs, reward_
     code, stdout, err = run_cli(
         capsys, "train", "--stage", "ppo", "--model", tiny_model, "--data", pairs, "--reward-model", reward_run,
         "--max-steps", "3", "--lr", "1e-3", "--out", out, *FAST,
-        "--set", "rl.rollout_batch=4", "--set", "rl.mini_batch=2", "--set", "rl.max_new_tokens=8",
-        "--set", "rl.eval_prompts=4")
+        "--set", "ppo.rollout_batch=4", "--set", "ppo.mini_batch=2", "--set", "ppo.max_new_tokens=8",
+        "--set", "ppo.eval_prompts=4")
     assert code == 0, err
-    result = json.loads((out / "eval.json").read_text())
-    assert result["stage"] == "ppo" and result["held_out_prompts"] == 4
+    summary = json.loads((out / "run.json").read_text())
+    result = summary["held_out"]
+    assert summary["stage"] == "ppo" and result["prompts"] == 4
     assert 0.0 <= result["win_rate"] <= 1.0 and result["against"] == "the base model"
     steps = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     assert [s["step"] for s in steps] == [1, 2, 3]
@@ -141,7 +142,7 @@ def test_rlhf_runs_the_three_stages(capsys, tmp_path, tiny_model, pairs):
 model: {{name: {tiny_model}}}
 method: {{lora: {{dropout: 0}}}}
 train: {{batch_size: 4, bf16: off}}
-rl: {{rollout_batch: 4, mini_batch: 2, max_new_tokens: 6, eval_prompts: 4}}
+ppo: {{rollout_batch: 4, mini_batch: 2, max_new_tokens: 6, eval_prompts: 4}}
 stages:
   sft: {{data: {pairs}, train: {{max_steps: 3, lr: 1.0e-3}}}}
   reward: {{data: {pairs}, train: {{max_steps: 3, lr: 1.0e-3}}}}
@@ -151,7 +152,7 @@ stages:
     assert code == 0, err
     for stage in ("sft", "reward", "ppo"):
         assert (tmp_path / "pipeline" / stage / "adapter" / "adapter_config.json").is_file()
-    ppo = json.loads((tmp_path / "pipeline" / "ppo" / "eval.json").read_text())
+    ppo = json.loads((tmp_path / "pipeline" / "ppo" / "run.json").read_text())["held_out"]
     assert ppo["against"] == "the SFT run it started from"
     saved = json.loads((tmp_path / "pipeline" / "ppo" / "adapter" / "adapter_config.json").read_text())
     assert saved["peft_type"] == "LORA"
@@ -164,12 +165,12 @@ def test_rloo_through_trl_against_the_reward_run(capsys, tmp_path, tiny_model, p
     out = tmp_path / "rloo"
     code, stdout, err = run_cli(
         capsys, "train", "--stage", "rloo", "--model", tiny_model, "--data", pairs, "--reward-model", reward_run,
-        "--max-steps", "2", "--lr", "1e-3", "--out", out, *FAST, "--set", "rl.rollout_batch=4",
-        "--set", "rl.num_generations=2", "--set", "rl.max_new_tokens=6", "--set", "rl.eval_prompts=4",
+        "--max-steps", "2", "--lr", "1e-3", "--out", out, *FAST, "--set", "rloo.rollout_batch=4",
+        "--set", "rloo.num_generations=2", "--set", "rloo.max_new_tokens=6", "--set", "rloo.eval_prompts=4",
         "--set", "train.logging_steps=1")
     assert code == 0, err
-    result = json.loads((out / "eval.json").read_text())
-    assert result["stage"] == "rloo" and 0.0 <= result["win_rate"] <= 1.0
+    summary = json.loads((out / "run.json").read_text())
+    assert summary["stage"] == "rloo" and 0.0 <= summary["held_out"]["win_rate"] <= 1.0
     logged = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     assert any("reward" in r and "kl" in r for r in logged)
     assert (out / "adapter" / "adapter_config.json").is_file()
@@ -180,6 +181,15 @@ def test_demo_rlhf_runs_the_shipped_pairs(tmp_path, tiny_model):
 
     runs = api.demo_rlhf(tmp_path / "demo", model=tiny_model, steps=(1, 2, 1))
     assert list(runs) == ["sft", "reward", "ppo"]
-    assert json.loads((runs["reward"] / "eval.json").read_text())["held_out_pairs"] == 41
-    assert json.loads((runs["ppo"] / "eval.json").read_text())["held_out_prompts"] == 40
+    assert json.loads((runs["reward"] / "run.json").read_text())["held_out"]["pairs"] == 41
+    assert json.loads((runs["ppo"] / "run.json").read_text())["held_out"]["prompts"] == 40
     assert (tmp_path / "demo" / "rlhf.yaml").is_file()
+
+
+def test_the_old_rl_section_names_its_replacement(capsys, tmp_path, tiny_model, pairs):
+    code, _, err = run_cli(capsys, "train", "--stage", "dpo", "--model", tiny_model, "--data", pairs,
+                           "--set", "rl.beta=0.2", "--out", tmp_path / "dpo")
+    assert code == 2 and "dpo (beta)" in err and not (tmp_path / "dpo").exists()
+    code, _, err = run_cli(capsys, "train", "--stage", "dpo", "--model", tiny_model, "--data", pairs,
+                           "--reward-model", tmp_path, "--out", tmp_path / "dpo")
+    assert code == 2 and "--stage ppo or rloo" in err

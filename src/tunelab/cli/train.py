@@ -1,4 +1,7 @@
-"""`tunelab train`: fine-tune a model on a JSONL file and write a run directory."""
+"""`tunelab train`: fine-tune a model on a JSONL file and write a run directory.
+
+Each flag that sets a config key takes its help from that key's description (config.describe),
+so the text is written once; tests/cli check every such flag maps onto a real key."""
 
 from __future__ import annotations
 
@@ -9,37 +12,44 @@ import typer
 from tunelab import api
 from tunelab.cli.app import app
 from tunelab.cli.render import ProgressView, console
-from tunelab.config import build_config
+from tunelab.config import build_config, describe, with_policy_sources
 from tunelab.methods import METHODS
+
+# flag -> the config key it sets
+FLAG_KEYS = {
+    "model": "model.name", "method": "method.name", "data": "data.train", "val": "data.val",
+    "epochs": "train.epochs", "max_steps": "train.max_steps", "lr": "train.lr", "batch_size": "train.batch_size",
+    "max_length": "data.max_length", "seed": "train.seed", "stage": "train.stage",
+}
 
 
 @app.command("train")
 def train_cmd(
-    config: Path = typer.Argument(None, help="YAML config (sections: model, data, method, train, eval)"),
-    model: str = typer.Option(None, "--model", "-m", help="catalog name, Hugging Face id or local folder"),
-    method: str = typer.Option(None, "--method", help=f"one of: {', '.join(METHODS)}"),
-    data: str = typer.Option(None, "--data", help="training JSONL"),
-    val: str = typer.Option(None, "--val", help="validation JSONL (default: a seeded 10%% of --data)"),
-    epochs: float = typer.Option(None, "--epochs", help="passes over the data"),
-    max_steps: int = typer.Option(None, "--max-steps", help="stop after N optimizer steps"),
-    lr: float = typer.Option(None, "--lr", help="peak learning rate"),
-    batch_size: int = typer.Option(None, "--batch-size", help="rows per step"),
-    max_length: int = typer.Option(None, "--max-length", help="truncate rows to N tokens"),
+    config: Path = typer.Argument(None, help="YAML config (sections: model, data, method, train, eval, dpo, ppo, rloo)"),
+    model: str = typer.Option(None, "--model", "-m", help=describe("model.name")),
+    method: str = typer.Option(None, "--method", help=f"{describe('method.name')}: {', '.join(METHODS)}"),
+    data: str = typer.Option(None, "--data", help=describe("data.train")),
+    val: str = typer.Option(None, "--val", help=describe("data.val")),
+    epochs: float = typer.Option(None, "--epochs", help=describe("train.epochs")),
+    max_steps: int = typer.Option(None, "--max-steps", help=describe("train.max_steps")),
+    lr: float = typer.Option(None, "--lr", help=describe("train.lr")),
+    batch_size: int = typer.Option(None, "--batch-size", help=describe("train.batch_size")),
+    max_length: int = typer.Option(None, "--max-length", help=describe("data.max_length")),
+    seed: int = typer.Option(None, "--seed", help=describe("train.seed")),
+    stage: str = typer.Option(None, "--stage", help=describe("train.stage")),
+    reward_model: str = typer.Option(None, "--reward-model", help=describe("ppo.reward_model") + " (--stage ppo, rloo)"),
+    init: str = typer.Option(None, "--init", help=describe("ppo.init") + " (--stage ppo, rloo)"),
     out: Path = typer.Option(None, "--out", help="run directory to create (default: runs/<method>-<time>)"),
-    seed: int = typer.Option(None, "--seed", help="seed for split, init and sampling"),
     sets: list[str] = typer.Option(None, "--set", help="override any config key: --set train.lr=1e-4"),
-    resume: Path = typer.Option(None, "--resume", help="resume this run directory from its last checkpoint"),
-    stage: str = typer.Option(None, "--stage", help="sft (default), reward, dpo, ppo or rloo"),
-    reward_model: str = typer.Option(None, "--reward-model", help="reward run directory (--stage ppo, rloo)"),
-    init: str = typer.Option(None, "--init", help="SFT run directory to start the PPO/RLOO policy from"),
+    resume: Path = typer.Option(None, "--resume", help="continue this run directory from its newest complete checkpoint"),
 ) -> None:
     """Fine-tune a model. Defaults: LoRA r=8 on the bundled SmolLM2-135M, lr 2e-4, 3 epochs, batch 8."""
-    cfg = build_config(config, overrides={
-        "model.name": model, "method.name": method, "data.train": data, "data.val": val,
-        "train.epochs": epochs, "train.max_steps": max_steps, "train.lr": lr, "train.batch_size": batch_size,
-        "data.max_length": max_length, "train.seed": seed, "train.stage": stage, "rl.reward_model": reward_model,
-        "rl.init": init,
-    }, sets=sets)
+    flags = {"model": model, "method": method, "data": data, "val": val, "epochs": epochs, "max_steps": max_steps,
+             "lr": lr, "batch_size": batch_size, "max_length": max_length, "seed": seed, "stage": stage}
+    cfg = None
+    if resume is None:
+        cfg = build_config(config, overrides={FLAG_KEYS[k]: v for k, v in flags.items()}, sets=sets)
+        cfg = with_policy_sources(cfg, reward_model, init)
     with ProgressView() as progress:
         run = api.train(cfg, out=out, resume=resume, events=progress)
     s = run.summary()
@@ -53,18 +63,17 @@ def train_cmd(
 
 
 def show_stage(run) -> None:
-    """One line per preference stage result (the full numbers are in eval.json / report.md)."""
-    import json
-
-    s, ev = run.summary(), json.loads((run.path / "eval.json").read_text())
+    """One line per preference stage result (the full numbers are in run.json and train_report.md)."""
+    s = run.summary()
+    held = s.get("held_out", {})
     console.print(f"[green]done[/green]: {s['stage']} stage, {s['steps']} steps in {s['train_seconds']} s")
-    if ev["stage"] == "reward":
-        console.print(f"held-out pairwise accuracy: [bold]{ev['pairwise_accuracy']}[/bold] on {ev['held_out_pairs']} pairs")
-    elif ev["stage"] == "dpo":
-        console.print(f"held-out preference accuracy: [bold]{ev['preference_accuracy']}[/bold] on "
-                      f"{ev['held_out_pairs']} pairs (reward margin {ev['reward_margin']})")
-    elif ev.get("held_out_prompts"):
-        console.print(f"reward {s['first_reward']} (step 1) -> {s['last_reward']} (last step); win rate over "
-                      f"{ev['against']}: [bold]{ev['win_rate']}[/bold] on {ev['held_out_prompts']} held-out prompts, "
-                      f"KL {ev['kl_to_reference']}")
-    console.print(f"run directory: [bold]{run.path}[/bold]  (report: {run.path / 'report.md'})")
+    if s["stage"] == "reward":
+        console.print(f"held-out pairwise accuracy: [bold]{held['pairwise_accuracy']}[/bold] on {held['pairs']} pairs")
+    elif s["stage"] == "dpo":
+        console.print(f"held-out preference accuracy: [bold]{held['preference_accuracy']}[/bold] on "
+                      f"{held['pairs']} pairs (reward margin {held['reward_margin']})")
+    elif held.get("prompts"):
+        console.print(f"reward {s['first_reward']} (first step) -> {s['last_reward']} (last step); win rate over "
+                      f"{held['against']}: [bold]{held['win_rate']}[/bold] on {held['prompts']} held-out prompts, "
+                      f"KL {held['kl_to_reference']}")
+    console.print(f"run directory: [bold]{run.path}[/bold]  (report: {run.path / 'train_report.md'})")

@@ -142,3 +142,40 @@ def leakage(rows, lines, other_rows, threshold: float = 0.8) -> list[Issue]:
     return [Issue(f"leakage_{how}", ls, f"{len(ls)} rows also appear ({how}) in the --against file",
                   "remove them from one of the files, or the evaluation measures memory")
             for how, ls in sorted(found.items())]
+
+
+def diagnose(path, model: str, max_length: int | None = None, *, against=None, near: float | None = 0.8,
+             plots=None):
+    """Validate a dataset and diagnose it: format errors, duplicates, conflicts, outliers,
+    personal data, token lengths with ``model``'s chat template, leakage into ``against``."""
+    from pathlib import Path
+
+    from tunelab.data.tokens import count_tokens
+    from tunelab.data.validate import parse_file, token_stats
+    from tunelab.models import catalog
+    from tunelab.models.load import load_tokenizer, resolve
+
+    parsed = parse_file(path)
+    report = parsed.report
+    ref = resolve(model)
+    rows, lines = parsed.messages, parsed.lines
+    lengths: list[int] = count_tokens(load_tokenizer(ref), rows) if rows else []
+    if lengths:
+        report.tokens = token_stats(lengths)
+        if max_length:
+            report.max_length = max_length
+            report.over_length = sum(n > max_length for n in lengths)
+            report.findings += over_length(lengths, lines, max_length)
+    report.findings += duplicates(rows, lines, near)
+    if not parsed.is_preference:
+        report.findings += conflicts(rows, lines)
+    report.findings += outliers(rows, lines) + personal_data(rows, lines)
+    if against is not None:
+        report.findings += leakage(rows, lines, parse_file(against).messages)
+    if plots is not None and lengths:
+        from tunelab.data.plots import length_histogram
+
+        report.plots.append(str(length_histogram(lengths, Path(plots) / "lengths.png", title=Path(path).name)))
+    report.guidance = {**catalog.guidance(ref.params_b), "model": ref.name,
+                       "verdict": catalog.verdict(len(rows), ref.params_b)}
+    return report

@@ -242,3 +242,21 @@ def card_markdown(card: dict) -> str:
         lines += ["", f"## Dropped rows ({len(card['dropped'])})", "", "| line | step | reason |", "|---:|---|---|"]
         lines += [f"| {d['line']} | {d['step']} | {d['reason']} |" for d in card["dropped"]]
     return "\n".join(lines) + "\n"
+
+
+def prepare_file(path: str | Path, out: str | Path, *, val: float = 0.1, test: float = 0.1, seed: int = 42,
+                 near: float | None = None, redact_pii: bool = False, blend: str | None = None,
+                 to: str | None = None, model: str | None = None, force: bool = False) -> dict:
+    """``prepare`` from plain arguments; token counts under ``model``'s chat template when given."""
+    if to not in (None, "chat", "instruction", "completion"):
+        raise ConfigError(f"--to {to!r}: expected chat, instruction or completion")
+    opts = Options(val=val, test=test, seed=seed, near=near, redact_pii=redact_pii,
+                   blend=parse_blend(blend) if blend else None, to=to)
+    counter = None
+    if model:
+        from tunelab.data.tokens import count_tokens
+        from tunelab.models.load import load_tokenizer, resolve
+
+        tokenizer = load_tokenizer(resolve(model))
+        counter = lambda rows: count_tokens(tokenizer, rows)  # noqa: E731
+    return prepare(path, out, opts, force=force, count_tokens=counter)

@@ -1,0 +1,54 @@
+"""DPO recipe: direct preference optimisation on (prompt, chosen, rejected) pairs through TRL's
+DPOTrainer, on a LoRA policy whose reference is the same model with the adapter off (no second
+copy of the base in memory); held-out preference accuracy and reward margin go to run.json.
+
+    run(cfg, run_dir, events, resume=False) -> RunResult
+"""
+
+from __future__ import annotations
+
+from tunelab.config import RunConfig
+from tunelab.events import EventSink, no_events
+from tunelab.rundir import RunDir
+from tunelab.train import reward, setup
+
+DATA = "pairs"
+check = reward.check  # the same needs: a LoRA-family method and a file of pairs
+
+
+def run(cfg: RunConfig, run_dir: RunDir, events: EventSink = no_events, resume: bool = False) -> setup.RunResult:
+    from trl import DPOConfig, DPOTrainer
+
+    train, val = setup.pair_rows(cfg, run_dir, resume)
+    ref, tokenizer, base = setup.load_base(cfg, dtype="float32")
+    checkpoint = setup.resume_point(run_dir) if resume else None
+    if not resume:
+        cfg = setup.start_run(cfg, run_dir)
+        setup.save_pairs(run_dir, train, val)
+    model = setup.apply_method(base, cfg)
+    args = setup.trainer_args(DPOConfig, cfg, run_dir, len(train), bool(val), beta=cfg.dpo.beta,
+                              max_length=cfg.data.max_length, activation_checkpointing=False)
+    trainer = DPOTrainer(model=model, ref_model=None, processing_class=tokenizer, args=args,
+                         train_dataset=setup.conversational_pairs(train),
+                         eval_dataset=setup.conversational_pairs(val) if val else None)
+    loss, seconds = setup.fit(trainer, run_dir, events, resume_from=checkpoint)
+    final = trainer.evaluate() if val else {}
+    setup.save_weights(cfg, model, tokenizer, run_dir)
+    return setup.finish(run_dir, {
+        "model": ref.name, "method": cfg.method.name, "stage": "dpo", "trainable": setup.trainable(model),
+        "train_rows": len(train), "val_rows": len(val), "steps": trainer.state.global_step,
+        "train_loss": round(loss, 4), "train_seconds": round(seconds, 1),
+        "eval_loss": _get(final, "eval_loss"),
+        "held_out": {"pairs": len(val), "preference_accuracy": _get(final, "eval_rewards/accuracies"),
+                     "reward_margin": _get(final, "eval_rewards/margins")},
+    })
+
+
+def _get(metrics: dict, key: str) -> float | None:
+    return round(float(metrics[key]), 4) if key in metrics else None
+
+
+def report(summary: dict) -> list[str]:
+    held = summary["held_out"]
+    return [f"Held-out preference accuracy: **{held['preference_accuracy']}** on {held['pairs']} pairs; "
+            f"mean reward margin {held['reward_margin']}."]

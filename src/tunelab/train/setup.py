@@ -1,0 +1,257 @@
+"""What every training recipe shares, written once: the run directory, seeding, the base model
+with its method, the trainer's arguments, the loop with tunelab's callbacks, and the save.
+
+A recipe (train/sft.py, reward.py, dpo.py, ppo.py, rloo.py) reads top to bottom and calls
+these in order; none of them knows which stage called it.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from tunelab import methods
+from tunelab.config import RunConfig
+from tunelab.data.split import split_indices
+from tunelab.device import use_bf16
+from tunelab.errors import RunError
+from tunelab.events import EventSink
+from tunelab.inference.load import resolve_dtype
+from tunelab.io import atomic_write_json, atomic_write_text
+from tunelab.models.load import ModelRef, load_model, load_tokenizer, resolve
+from tunelab.rundir import RunDir
+
+
+@dataclass
+class RunResult:
+    """What a recipe returns: its run directory and the summary it wrote to run.json."""
+
+    run_dir: RunDir
+    summary: dict = field(default_factory=dict)
+
+
+@dataclass
+class Schedule:
+    total_steps: int
+    eval_steps: int
+    save_steps: int
+
+
+# ------------------------------------------------------------------------------- the run directory
+def run_path(cfg: RunConfig) -> Path:
+    """runs/<stage->method-<time>, unless the config names the run."""
+    stage = "" if cfg.train.stage == "sft" else f"{cfg.train.stage}-"
+    name = cfg.name or f"{stage}{cfg.method.name}-{time.strftime('%Y%m%d-%H%M%S')}"
+    return Path(cfg.out_dir) / name
+
+
+def start_run(cfg: RunConfig, run_dir: RunDir) -> RunConfig:
+    """Create the run directory (never over an existing one) and write the resolved config."""
+    if run_dir.path.exists() and any(run_dir.path.iterdir()):
+        raise RunError(f"{run_dir.path}: already exists and is not empty; choose another --out or --resume it")
+    cfg = cfg.model_copy(update={"name": run_dir.name})
+    run_dir.path.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(run_dir.config_file, cfg.to_yaml())
+    return cfg
+
+
+def split(rows: list, keys: list[str], fraction: float, seed: int) -> tuple[list, list]:
+    """A seeded train/validation split keyed on each row's content (stable under reordering)."""
+    if not rows or fraction <= 0:
+        return rows, []
+    train_idx, val_idx = split_indices(keys, [fraction], seed)
+    return [rows[i] for i in train_idx], [rows[i] for i in val_idx]
+
+
+def finish(run_dir: RunDir, summary: dict) -> RunResult:
+    atomic_write_json(run_dir.summary_file, summary)
+    return RunResult(run_dir, summary)
+
+
+# ------------------------------------------------------------------------------- model and method
+def seed_everything(seed: int) -> None:
+    from transformers import set_seed
+
+    set_seed(seed)
+
+
+def base_dtype(cfg: RunConfig) -> str:
+    """The dtype the base loads in for training: the one auto rule, with the fast path off
+    meaning fp32 throughout."""
+    return resolve_dtype(cfg.model.dtype, cfg.method.name, cfg.train.bf16 if cfg.train.fast else "off")
+
+
+def load_base(cfg: RunConfig, *, head: str = "lm", dtype: str | None = None):
+    """(ModelRef, tokenizer, base model) for ``cfg``; loading fails early (no 4-bit support,
+    unknown model) before a recipe writes anything it cannot finish."""
+    from tunelab.train import fastpath
+
+    method = methods.get(cfg.method.name)
+    load_kwargs = method.load_kwargs(method.settings(cfg.method))
+    ref = resolve(cfg.model.name)
+    tokenizer = load_tokenizer(ref, cfg.model.trust_remote_code)
+    if cfg.train.fast:
+        fastpath.set_threads()
+    model = load_model(ref, dtype or base_dtype(cfg), cfg.model.trust_remote_code, head=head, **load_kwargs)
+    return ref, tokenizer, model
+
+
+def apply_method(model, cfg: RunConfig, task: str = "CAUSAL_LM"):
+    """The method's trainable weights on the base, initialised from train.seed (not from
+    whatever consumed random numbers before)."""
+    method = methods.get(cfg.method.name)
+    seed_everything(cfg.train.seed)
+    return method.apply(model, method.settings(cfg.method), task=task)
+
+
+def trainable(model) -> dict:
+    """Trainable and total parameters, and the weights' footprint in memory (4-bit counted packed)."""
+    tensors = list(model.parameters()) + list(model.buffers())
+    footprint = sum(t.numel() * t.element_size() for t in tensors)
+    return {**methods.trainable_summary(model), "model_mb": round(footprint / 2**20, 1)}
+
+
+def save_weights(cfg: RunConfig, model, tokenizer, run_dir: RunDir) -> None:
+    """The trained weights into adapter/ (or model/ for full fine-tuning), swapped in atomically."""
+    method = methods.get(cfg.method.name)
+    methods.save_atomically(method, model, tokenizer, run_dir.model if method.saves == "model" else run_dir.adapter)
+
+
+# ------------------------------------------------------------------------------- the trainer
+def schedule(cfg: RunConfig, n_train: int) -> Schedule:
+    per_step = cfg.train.batch_size * cfg.train.grad_accum
+    steps_per_epoch = max(1, math.ceil(n_train / per_step))
+    total = cfg.train.max_steps if cfg.train.max_steps > 0 else max(1, math.ceil(cfg.train.epochs * steps_per_epoch))
+    eval_steps = cfg.train.eval_steps or max(1, total // 4)
+    return Schedule(total, eval_steps, cfg.train.save_steps or eval_steps)
+
+
+def cuda() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
+
+
+def trainer_args(config_cls, cfg: RunConfig, run_dir: RunDir, n_train: int, has_val: bool, **extra):
+    """The one list of TrainingArguments every recipe starts from; ``extra`` adds or replaces
+    the stage's own (TRL's SFTConfig, DPOConfig, RewardConfig, RLOOConfig)."""
+    t = cfg.train
+    plan = schedule(cfg, n_train)
+    args = dict(
+        output_dir=str(run_dir.checkpoints), num_train_epochs=t.epochs, max_steps=t.max_steps,
+        per_device_train_batch_size=t.batch_size, per_device_eval_batch_size=t.batch_size,
+        gradient_accumulation_steps=t.grad_accum, learning_rate=t.lr, lr_scheduler_type=t.scheduler,
+        warmup_steps=t.warmup_ratio, weight_decay=t.weight_decay, max_grad_norm=t.max_grad_norm,
+        bf16=use_bf16(t.bf16), logging_steps=t.logging_steps,
+        eval_strategy="steps" if has_val else "no", eval_steps=plan.eval_steps,
+        save_strategy="steps", save_steps=plan.save_steps, save_total_limit=t.save_total_limit,
+        seed=t.seed, data_seed=t.seed, report_to="none", disable_tqdm=True, dataloader_num_workers=0,
+        use_cpu=not cuda(), **_guards().TRAINER_ARGS)
+    return config_cls(**{**args, **extra})
+
+
+def fit(trainer, run_dir: RunDir, events: EventSink, resume_from: str | None = None) -> tuple[float, float]:
+    """Run the trainer's loop with tunelab's callbacks (metrics.jsonl, progress events, the
+    signal and non-finite guards); returns (mean training loss, seconds). An interrupted run
+    has written a checkpoint and raises guards.Interrupted; a non-finite loss raises before
+    anything is saved."""
+    from transformers.trainer_callback import PrinterCallback
+
+    from tunelab.train.callbacks import EventCallback, MetricsCallback
+
+    guards = _guards()
+
+    trainer.remove_callback(PrinterCallback)  # progress goes to the event sink, not stdout
+    signals = guards.StopOnSignal()
+    for callback in (MetricsCallback(run_dir.metrics), EventCallback(events), guards.NonFiniteGuard(), signals):
+        trainer.add_callback(callback)
+    start = time.perf_counter()
+    with guards.friendly_oom():
+        result = trainer.train(resume_from_checkpoint=resume_from)
+    guards.raise_if_interrupted(signals, run_dir)
+    return float(result.training_loss), time.perf_counter() - start
+
+
+def resume_point(run_dir: RunDir) -> str:
+    """The newest complete checkpoint, with metrics.jsonl cut back to its step so the replayed
+    steps are not logged twice."""
+    checkpoint = run_dir.resume_checkpoint()
+    run_dir.truncate_metrics(checkpoint_step(checkpoint))
+    return str(checkpoint)
+
+
+def checkpoint_step(checkpoint: Path) -> int:
+    return int(checkpoint.name.rsplit("-", 1)[-1])
+
+
+def base_ref(cfg: RunConfig) -> ModelRef:
+    return resolve(cfg.model.name)
+
+
+# ------------------------------------------------------------------------------- preference data
+def pair_rows(cfg: RunConfig, run_dir: RunDir, resume: bool) -> tuple[list[dict], list[dict]]:
+    """Preference pairs to train and validate on: the run's saved splits when resuming, else
+    data.train split by data.val_fraction (or data.val)."""
+    from tunelab.data import dataset
+    from tunelab.data.split import row_key
+
+    if resume:
+        return _saved(run_dir, dataset.load_pairs)
+    rows = dataset.load_pairs(cfg.data.train)
+    if cfg.data.val:
+        return rows, dataset.load_pairs(cfg.data.val)
+    keys = [row_key(p["prompt"] + [{"role": "assistant", "content": p["chosen"]}]) for p in rows]
+    return split(rows, keys, cfg.data.val_fraction, cfg.train.seed)
+
+
+def prompt_rows(cfg: RunConfig) -> tuple[list[list[dict]], list[list[dict]]]:
+    """Prompts for policy optimisation and held-out prompts for its win rate (at most
+    <stage>.eval_prompts, and at most a fifth of the data when taken from data.train). A
+    resumed run splits its configured files again: the same seed gives the same split."""
+    from tunelab.data import dataset
+    from tunelab.data.split import row_key
+
+    held_out = cfg.policy().eval_prompts
+    rows = dataset.load_prompts(cfg.data.train)
+    if cfg.data.val:
+        return rows, dataset.load_prompts(cfg.data.val)[:held_out]
+    hold = min(held_out, len(rows) // 5)
+    return split(rows, [row_key(p) for p in rows], hold / len(rows), cfg.train.seed) if hold else (rows, [])
+
+
+def _saved(run_dir: RunDir, loader) -> tuple[list, list]:
+    val = run_dir.data / "val.jsonl"
+    return loader(run_dir.data / "train.jsonl"), loader(val) if val.is_file() else []
+
+
+def save_pairs(run_dir: RunDir, train: list[dict], val: list[dict]) -> None:
+    from tunelab.data.load import write_jsonl
+
+    write_jsonl(run_dir.data / "train.jsonl", train)
+    if val:
+        write_jsonl(run_dir.data / "val.jsonl", val)
+
+
+def save_prompts(run_dir: RunDir, train: list[list[dict]], val: list[list[dict]]) -> None:
+    save_pairs(run_dir, [{"messages": p} for p in train], [{"messages": p} for p in val])
+
+
+def conversational_pairs(pairs: list[dict]):
+    """Pairs as TRL's conversational preference dataset."""
+    from datasets import Dataset
+
+    return Dataset.from_list([{"prompt": p["prompt"], "chosen": [{"role": "assistant", "content": p["chosen"]}],
+                               "rejected": [{"role": "assistant", "content": p["rejected"]}]} for p in pairs])
+
+
+def _guards():  # INTERIM until train/guards.py lands
+    try:
+        from tunelab.train import guards
+        return guards
+    except ImportError:
+        import contextlib, types
+        from transformers import TrainerCallback
+        return types.SimpleNamespace(TRAINER_ARGS={}, StopOnSignal=TrainerCallback, NonFiniteGuard=TrainerCallback,
+                                     friendly_oom=contextlib.nullcontext, raise_if_interrupted=lambda *a: None)
