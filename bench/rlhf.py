@@ -39,18 +39,18 @@ def main() -> None:
     for name, path in runs.items():
         times[name] = api.open_run(path).summary().get("train_seconds")
     pipeline_seconds = time.perf_counter() - start
-    cfg = build_config(overrides={"data.train": str(pairs), "train.stage": "rloo", "rl.reward_model": str(runs["reward"]),
-                                  "rl.init": str(runs["sft"]), "train.max_steps": args.rloo_steps, "train.lr": args.lr},
-                       sets=["rl.rollout_batch=16", "rl.num_generations=4", "rl.max_new_tokens=48", "rl.eval_prompts=40"])
+    cfg = build_config(overrides={"data.train": str(pairs), "train.stage": "rloo", "rloo.reward_model": str(runs["reward"]),
+                                  "rloo.init": str(runs["sft"]), "train.max_steps": args.rloo_steps, "train.lr": args.lr},
+                       sets=["rloo.rollout_batch=16", "rloo.num_generations=4", "rloo.max_new_tokens=48", "rloo.eval_prompts=40"])
     rloo = api.train(cfg, out=out / "rloo").path
     times["rloo"] = api.open_run(rloo).summary().get("train_seconds")
     result = {"pipeline_seconds": round(pipeline_seconds, 1), "train_seconds": times}
-    result["reward_model"] = json.loads((runs["reward"] / "eval.json").read_text())
+    result["reward_model"] = api.open_run(runs["reward"]).summary()["held_out"]
     for name, path in (("ppo", runs["ppo"]), ("rloo", rloo)):
-        ev = json.loads((path / "eval.json").read_text())
         summary = api.open_run(path).summary()
+        ev = summary["held_out"]
         result[name] = {k: ev.get(k) for k in ("win_rate", "mean_reward", "reference_mean_reward", "kl_to_reference",
-                                              "held_out_prompts")}
+                                              "prompts")}
         result[name].update(first_reward=summary.get("first_reward"), last_reward=summary.get("last_reward"),
                             sample=ev.get("samples", [None])[0])
     print(json.dumps(result))

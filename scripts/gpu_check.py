@@ -50,10 +50,11 @@ step("sft_qlora", lambda: sft("qlora"))
 def stage(name, extra):
     cfg = build_config(overrides={"model.name": tiny, "data.train": str(pairs), "train.stage": name,
                                   "train.max_steps": 4, "train.batch_size": 4, "train.lr": 1e-3, **extra},
-                       sets=["rl.rollout_batch=4", "rl.mini_batch=2", "rl.max_new_tokens=8", "rl.eval_prompts=4",
-                             "rl.num_generations=2"])
+                       sets=[f"{s}.{k}" for s in ("ppo", "rloo") for k in
+                             ("rollout_batch=4", "max_new_tokens=8", "eval_prompts=4")]
+                       + ["ppo.mini_batch=2", "rloo.num_generations=2"])
     run = api.train(cfg, out=work / name)
-    return json.loads((run.path / "eval.json").read_text())
+    return run.summary()["held_out"]
 def eval_pieces():
     from tunelab.evaluate import bias
     from tunelab.inference.generate import generate_and_score
@@ -69,7 +70,7 @@ def eval_pieces():
 step("eval_pieces", eval_pieces)
 step("reward", lambda: stage("reward", {}))
 step("dpo", lambda: stage("dpo", {}))
-step("ppo", lambda: stage("ppo", {"rl.reward_model": str(work / "reward"), "rl.init": str(work / "lora")}))
-step("rloo", lambda: stage("rloo", {"rl.reward_model": str(work / "reward"), "rl.init": str(work / "lora")}))
+step("ppo", lambda: stage("ppo", {"ppo.reward_model": str(work / "reward"), "ppo.init": str(work / "lora")}))
+step("rloo", lambda: stage("rloo", {"rloo.reward_model": str(work / "reward"), "rloo.init": str(work / "lora")}))
 (out / "gpu_check.json").write_text(json.dumps(results, indent=1))
 print("ALL", all(r["ok"] for r in results.values()))

@@ -46,7 +46,7 @@ def test_bundled_model_runs_every_preference_stage_through_the_cli(capsys, tmp_p
     config = tmp_path / "rlhf.yaml"
     config.write_text(f"""
 train: {{batch_size: 4}}
-rl: {{rollout_batch: 4, mini_batch: 2, max_new_tokens: 12, eval_prompts: 4, num_generations: 2}}
+ppo: {{rollout_batch: 4, mini_batch: 2, max_new_tokens: 12, eval_prompts: 4}}
 stages:
   sft: {{data: {pairs}, train: {{max_steps: 2}}}}
   reward: {{data: {pairs}, train: {{max_steps: 3, lr: 5.0e-4}}}}
@@ -64,8 +64,8 @@ stages:
 
     for stage, extra in (("dpo", []), ("rloo", ["--reward-model", reward_run, "--init", tmp_path / "rlhf" / "sft"])):
         code, out, err = run_cli(capsys, "train", "--stage", stage, "--data", pairs, "--max-steps", "2",
-                                 "--batch-size", "4", "--out", tmp_path / stage, *extra, "--set", "rl.rollout_batch=4",
-                                 "--set", "rl.num_generations=2", "--set", "rl.max_new_tokens=12",
-                                 "--set", "rl.eval_prompts=4")
+                                 "--batch-size", "4", "--out", tmp_path / stage, *extra, "--set", "rloo.rollout_batch=4",
+                                 "--set", "rloo.num_generations=2", "--set", "rloo.max_new_tokens=12",
+                                 "--set", "rloo.eval_prompts=4")
         assert code == 0, err
-        assert json.loads((tmp_path / stage / "eval.json").read_text())["stage"] == stage
+        assert json.loads((tmp_path / stage / "run.json").read_text())["stage"] == stage

@@ -113,29 +113,7 @@ def prepare(path: str | Path, out: str | Path, opts: Options, *, force: bool = F
         raise ConfigError("--to applies to chat/instruction/completion data, not preference pairs")
     card = Card(source={"path": str(src), "sha256": sha256(src), "format": parsed.format})
 
-    bad: dict[int, str] = {}
-    for f in parsed.report.errors:
-        if f.kind != "blank_line":
-            bad.setdefault(f.line, f"{f.kind}: {f.message}")
-    card.dropped += [{"line": ln, "step": "validate", "reason": r} for ln, r in sorted(bad.items())]
-    records = parsed.pairs if parsed.is_preference else [{"messages": m} for m in parsed.messages]
-    rows = [Row(ln, rec) for ln, rec in zip(parsed.lines, records)]
-    card.steps.append({"step": "validate", "rows_in": len(rows) + len(bad), "dropped": len(bad), "rows_out": len(rows)})
-
-    rows = [Row(r.line, _map_texts(r.record, normalise)) for r in rows]
-    card.steps.append({"step": "normalise", "rows_out": len(rows)})
-
-    if opts.redact_pii:
-        counts: Counter = Counter()
-
-        def scrub(text: str) -> str:
-            new, matches = pii.redact(text)
-            counts.update(m.kind for m in matches)
-            return new
-
-        rows = [Row(r.line, _map_texts(r.record, scrub)) for r in rows]
-        card.steps.append({"step": "redact_pii", "rows_out": len(rows), "replaced": dict(counts)})
-
+    rows = _clean(parsed, opts, card)
     rows = _drop_groups(rows, dedup.exact_groups([_key_messages(r.record) for r in rows]),
                         "dedup_exact", "duplicate of line", card)
     if opts.near:
@@ -183,6 +161,33 @@ def prepare(path: str | Path, out: str | Path, opts: Options, *, force: bool = F
             result["splits"][k]["tokens"] = sum(count_tokens([_key_messages(r.record) for r in v])) if v else 0
     _write(out, splits, result, force)
     return result
+
+
+def _clean(parsed, opts: Options, card: Card) -> list[Row]:
+    """The valid rows (invalid ones go to the card's dropped list), normalised and, with
+    ``opts.redact_pii``, with personal data replaced."""
+    bad: dict[int, str] = {}
+    for f in parsed.report.errors:
+        if f.kind != "blank_line":
+            bad.setdefault(f.line, f"{f.kind}: {f.message}")
+    card.dropped += [{"line": ln, "step": "validate", "reason": r} for ln, r in sorted(bad.items())]
+    records = parsed.pairs if parsed.is_preference else [{"messages": m} for m in parsed.messages]
+    rows = [Row(ln, rec) for ln, rec in zip(parsed.lines, records)]
+    card.steps.append({"step": "validate", "rows_in": len(rows) + len(bad), "dropped": len(bad), "rows_out": len(rows)})
+
+    rows = [Row(r.line, _map_texts(r.record, normalise)) for r in rows]
+    card.steps.append({"step": "normalise", "rows_out": len(rows)})
+    if opts.redact_pii:
+        counts: Counter = Counter()
+
+        def scrub(text: str) -> str:
+            new, matches = pii.redact(text)
+            counts.update(m.kind for m in matches)
+            return new
+
+        rows = [Row(r.line, _map_texts(r.record, scrub)) for r in rows]
+        card.steps.append({"step": "redact_pii", "rows_out": len(rows), "replaced": dict(counts)})
+    return rows
 
 
 def _drop_groups(rows: list[Row], groups: list[list[int]], step: str, reason: str, card: Card) -> list[Row]:
