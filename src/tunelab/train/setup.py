@@ -20,7 +20,7 @@ from tunelab.errors import RunError
 from tunelab.events import EventSink
 from tunelab.inference.load import resolve_dtype
 from tunelab.io import atomic_write_json, atomic_write_text
-from tunelab.models.load import ModelRef, load_model, load_tokenizer, resolve
+from tunelab.models.load import load_model, load_tokenizer, resolve
 from tunelab.rundir import RunDir
 
 
@@ -184,10 +184,6 @@ def resume_point(run_dir: RunDir) -> str:
 
 def checkpoint_step(checkpoint: Path) -> int:
     return int(checkpoint.name.rsplit("-", 1)[-1])
-
-
-def base_ref(cfg: RunConfig) -> ModelRef:
-    return resolve(cfg.model.name)
 
 
 # ------------------------------------------------------------------------------- preference data
