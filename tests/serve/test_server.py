@@ -34,6 +34,7 @@ def server(tiny_model, tmp_path_factory):
     import uvicorn
 
     from tunelab.serve.app import create_app
+    from tunelab.serve.auth import ApiKeys
     from tunelab.serve.engine import Engine, find_adapters
     from tunelab.serve.store import Store
 
@@ -43,7 +44,7 @@ def server(tiny_model, tmp_path_factory):
     adapters = find_adapters(tiny_model, {"a": str(folder / "alpha")}, str(folder))
     engine = Engine(tiny_model, adapters, max_batch=4, max_queue=16, dtype="float32")
     store = Store(folder / "log.sqlite", log_content=True)
-    app = create_app(engine, api_key=KEY, store=store)
+    app = create_app(engine, keys=ApiKeys({"test": KEY}), store=store)
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
@@ -139,12 +140,13 @@ def post(server, path, body, raw=None, headers=None):
 
 @pytest.mark.parametrize("body, status, param", [
     ({"model": "nope", "messages": [{"role": "user", "content": "hi"}]}, 404, "model"),
-    ({"model": "M", "messages": [{"role": "user", "content": "hi"}], "max_tokens": -1}, 422, "max_tokens"),
-    ({"model": "M", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 10**9}, 422, "max_tokens"),
-    ({"model": "M", "messages": [{"role": "user", "content": "hi"}], "temperature": "hot"}, 422, "temperature"),
-    ({"model": "M", "messages": "hi"}, 422, "messages"),
-    ({"model": "M", "messages": [{"role": "user", "content": "hi"}], "n": 2}, 422, "n"),
-    ({"model": "M", "messages": [{"role": "user", "content": "word " * 600}], "max_tokens": 1000}, 400, "max_tokens"),
+    ({"model": "M", "messages": [{"role": "user", "content": "hi"}], "max_tokens": -1}, 400, "max_tokens"),
+    ({"model": "M", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 10**9}, 400, "max_tokens"),
+    ({"model": "M", "messages": [{"role": "user", "content": "hi"}], "temperature": "hot"}, 400, "temperature"),
+    ({"model": "M", "messages": "hi"}, 400, "messages"),
+    ({"model": "M", "messages": [{"role": "user", "content": "hi"}], "n": 2}, 400, "n"),
+    ({"model": "M", "messages": [{"role": "user", "content": "word " * 100}], "max_tokens": 1000}, 400, "max_tokens"),
+    ({"model": "M", "messages": [{"role": "user", "content": "word " * 2000}]}, 400, "messages"),
 ])
 def test_bad_requests_get_openai_shaped_errors(server, body, status, param):
     body = {**body, "model": server["model"] if body["model"] == "M" else body["model"]}

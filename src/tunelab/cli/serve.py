@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import typer
@@ -11,10 +10,12 @@ from tunelab.cli.app import app
 from tunelab.cli.render import console
 from tunelab.errors import ConfigError
 from tunelab.models.catalog import DEFAULT_MODEL
+from tunelab.serve.limits import Limits
 
 feedback_app = typer.Typer(help="Turn collected feedback into training data.", no_args_is_help=True)
 app.add_typer(feedback_app, name="feedback")
 DEFAULT_DB = "tunelab-serve.sqlite"
+LIMITS = Limits()
 
 
 @app.command("serve")
@@ -24,19 +25,32 @@ def serve_cmd(
     runs: Path = typer.Option(None, "--runs", help="also serve every run of this base model under this folder"),
     host: str = typer.Option("127.0.0.1", "--host"),
     port: int = typer.Option(8000, "--port"),
-    api_key: str = typer.Option(None, "--api-key", help="require 'Authorization: Bearer KEY' (or TUNELAB_API_KEY)"),
+    api_key: str = typer.Option(None, "--api-key", help="require 'Authorization: Bearer KEY'; prefer the "
+                                "TUNELAB_API_KEY environment variable (argv is visible to other users)"),
+    api_keys_file: Path = typer.Option(None, "--api-keys-file", help="named keys, one 'name:key' per line"),
     db: Path = typer.Option(Path(DEFAULT_DB), "--db", help="SQLite request log and feedback"),
     log_content: bool = typer.Option(False, "--log-content", help="also store prompts and answers in the log"),
-    max_batch: int = typer.Option(8, "--max-batch", min=1, help="requests generated together"),
-    max_queue: int = typer.Option(64, "--max-queue", min=1, help="queued requests before answering 429"),
     dtype: str = typer.Option("auto", "--dtype", help="auto (bf16 where supported) | float32 | bfloat16"),
+    max_batch: int = typer.Option(LIMITS.max_batch, "--max-batch", min=1, help="requests generated together"),
+    max_queue: int = typer.Option(LIMITS.max_queue, "--max-queue", min=1,
+                                  help="requests waiting or generating before answering 429"),
+    max_concurrent: int = typer.Option(LIMITS.max_concurrent, "--max-concurrent", min=1,
+                                       help="HTTP requests handled at once before answering 429"),
+    max_body_bytes: int = typer.Option(LIMITS.max_body_bytes, "--max-body-bytes", min=1,
+                                       help="request body limit, counted on the bytes received (413)"),
+    max_prompt_chars: int = typer.Option(LIMITS.max_prompt_chars, "--max-prompt-chars", min=1,
+                                         help="prompt or message characters, checked before tokenising (400)"),
+    read_timeout: float = typer.Option(LIMITS.read_timeout, "--read-timeout", min=0.1,
+                                       help="seconds a client has to send a whole request"),
+    keep_alive: float = typer.Option(LIMITS.keep_alive, "--keep-alive", min=0.1,
+                                     help="seconds an idle keep-alive connection stays open"),
+    shutdown_timeout: float = typer.Option(LIMITS.shutdown_timeout, "--shutdown-timeout", min=0.1,
+                                           help="on SIGTERM, seconds in-flight requests get before cancelling"),
+    max_connections: int = typer.Option(LIMITS.max_connections, "--max-connections", min=1,
+                                        help="open connections; beyond them the server answers 503"),
 ) -> None:
     """Serve the base model and its adapters with an OpenAI-compatible API."""
-    import uvicorn
-
-    from tunelab.serve.app import create_app
-    from tunelab.serve.engine import Engine, find_adapters
-    from tunelab.serve.store import Store
+    from tunelab.serve.launch import serve
 
     pairs = {}
     for item in adapters or []:
@@ -44,15 +58,12 @@ def serve_cmd(
         if not sep or not name or not path:
             raise ConfigError(f"--adapter {item!r}: expected NAME=RUN_DIR")
         pairs[name] = path
-    found = find_adapters(model, pairs, str(runs) if runs else None)
-    if dtype not in ("auto", "float32", "bfloat16", "float16"):
-        raise ConfigError(f"--dtype {dtype!r}: expected auto, float32, bfloat16 or float16")
-    engine = Engine(model, found, max_batch=max_batch, max_queue=max_queue, dtype=dtype)
-    key = api_key or os.environ.get("TUNELAB_API_KEY")
-    application = create_app(engine, api_key=key, store=Store(db, log_content))
-    console.print(f"serving {', '.join(engine.model_names())} on http://{host}:{port}/v1"
-                  f"{' (API key required)' if key else ''}; log: {db}")
-    uvicorn.run(application, host=host, port=port, log_level="warning")
+    limits = Limits(max_body_bytes=max_body_bytes, max_prompt_chars=max_prompt_chars, max_concurrent=max_concurrent,
+                    max_queue=max_queue, max_batch=max_batch, read_timeout=read_timeout, keep_alive=keep_alive,
+                    shutdown_timeout=shutdown_timeout, max_connections=max_connections)
+    serve(model, adapters=pairs, runs=runs, host=host, port=port, api_key=api_key, api_keys_file=api_keys_file,
+          db=db, log_content=log_content, dtype=dtype, limits=limits, say=console.print,
+          warn=lambda text: console.print(f"[yellow]{text}[/yellow]"))
 
 
 @feedback_app.command("export")

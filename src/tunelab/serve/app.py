@@ -1,35 +1,52 @@
 """The FastAPI application: OpenAI-compatible routes over an Engine, with auth, limits,
-OpenAI-shaped errors, Prometheus metrics, a request log and feedback."""
+OpenAI-shaped errors, Prometheus metrics, a request log and feedback.
+
+Nothing blocking runs on the event loop: prompts are tokenised on a worker thread, the model
+runs on the engine's thread and the request log is written by the store's thread, so one
+large or slow request never stalls another (or ``/health``)."""
 
 from __future__ import annotations
 
 import asyncio
 import json
 import time
+from concurrent.futures import ThreadPoolExecutor
 
-from fastapi import Depends, FastAPI, Request
+from fastapi import FastAPI, Request, Security
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse, PlainTextResponse, StreamingResponse
+from fastapi.openapi.utils import get_openapi
+from fastapi.responses import JSONResponse, PlainTextResponse, Response, StreamingResponse
+from fastapi.security import HTTPBearer
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from pydantic import BaseModel
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from tunelab.data.tokens import encode_prompt
+from tunelab.serve.auth import ApiKeys
+from tunelab.serve.edge import ApiError, EdgeMiddleware, error_body
 from tunelab.serve.engine import Engine, Job, QueueFull
+from tunelab.serve.limits import Limits
 from tunelab.serve.schemas import ChatRequest, CompletionRequest, FeedbackRequest
 from tunelab.serve.store import Store
 
-MAX_BODY = 1 << 20  # 1 MiB
+UNKNOWN_MODEL = "unknown"  # the metrics label of every name the server does not serve
+POLL_SECONDS = 0.25  # how often a waiting request checks that its client is still there
+STATUS_TYPES = {400: "invalid_request_error", 401: "authentication_error", 403: "permission_error",
+                404: "invalid_request_error", 405: "invalid_request_error", 413: "invalid_request_error",
+                429: "rate_limit_error"}
 
 
-class ApiError(Exception):
-    def __init__(self, status: int, message: str, *, type: str = "invalid_request_error", param: str | None = None,
-                 code: str | None = None, headers: dict | None = None) -> None:
-        self.status, self.message, self.type, self.param, self.code = status, message, type, param, code
-        self.headers = headers or {}
+class ErrorDetail(BaseModel):
+    message: str
+    type: str
+    param: str | None
+    code: str | None
 
 
-def error_body(message: str, type: str, param: str | None = None, code: str | None = None) -> dict:
-    return {"error": {"message": message, "type": type, "param": param, "code": code}}
+class ErrorResponse(BaseModel):
+    error: ErrorDetail
+
+
+ERRORS = {status: {"model": ErrorResponse} for status in (400, 401, 404, 413, 429)}
 
 
 class Metrics:
@@ -45,175 +62,296 @@ class Metrics:
         self.queue = Gauge("tunelab_queue_depth", "Requests waiting or running", registry=self.registry)
 
 
-def create_app(engine: Engine, *, api_key: str | None = None, store: Store | None = None) -> FastAPI:
-    app = FastAPI(title="tunelab", version="0.1.0")
+def create_app(engine: Engine, *, keys: ApiKeys | None = None, store: Store | None = None,
+               limits: Limits | None = None) -> FastAPI:
+    keys, limits = keys or ApiKeys(), limits or Limits()
+    app = FastAPI(title="tunelab", version="0.1.0", description="OpenAI-compatible API over tunelab models")
+    app.add_middleware(EdgeMiddleware, keys=keys, limits=limits)
     metrics = Metrics()
     metrics.queue.set_function(lambda: engine.pending)
+    tokenizing = ThreadPoolExecutor(1, thread_name_prefix="tunelab-tokenize")
     app.state.engine, app.state.store, app.state.metrics = engine, store, metrics
+    _error_handlers(app)
+    app.openapi = lambda: _openapi(app)
+    # documents the bearer scheme in the schema; the key itself is checked by EdgeMiddleware
+    bearer = [Security(HTTPBearer(auto_error=False))]
 
-    @app.middleware("http")
-    async def limit_body(request: Request, call_next):
-        length = request.headers.get("content-length")
-        if length and length.isdigit() and int(length) > MAX_BODY:
-            return JSONResponse(error_body(f"request body over {MAX_BODY} bytes", "invalid_request_error",
-                                           code="request_too_large"), status_code=413)
-        return await call_next(request)
-
-    @app.exception_handler(ApiError)
-    async def api_error(_request, exc: ApiError):
-        return JSONResponse(error_body(exc.message, exc.type, exc.param, exc.code), status_code=exc.status,
-                            headers=exc.headers)
-
-    @app.exception_handler(RequestValidationError)
-    async def invalid(_request, exc: RequestValidationError):
-        err = exc.errors()[0]
-        param = ".".join(str(p) for p in err["loc"] if p != "body") or None
-        kind = "invalid_json" if err.get("type") == "json_invalid" else "invalid_value"
-        return JSONResponse(error_body(f"{param or 'body'}: {err['msg']}", "invalid_request_error", param, kind),
-                            status_code=400 if kind == "invalid_json" else 422)
-
-    @app.exception_handler(StarletteHTTPException)
-    async def http_error(_request, exc: StarletteHTTPException):
-        return JSONResponse(error_body(str(exc.detail), "invalid_request_error"), status_code=exc.status_code)
-
-    def auth(request: Request) -> None:
-        if api_key and request.headers.get("authorization", "") != f"Bearer {api_key}":
-            raise ApiError(401, "invalid or missing API key (send 'Authorization: Bearer KEY')",
-                           type="authentication_error", code="invalid_api_key")
+    def label(model: str) -> str:
+        return model if engine.knows(model) else UNKNOWN_MODEL
 
     @app.get("/health")
-    async def health():
+    async def health(request: Request):
+        """Liveness; the served model names only with a valid key (or when none is set)."""
+        if keys and keys.match(request.headers.get("authorization")) is None:
+            return {"status": "ok"}
         return {"status": "ok", "models": engine.model_names()}
 
-    @app.get("/v1/models", dependencies=[Depends(auth)])
+    @app.get("/v1/models", dependencies=bearer, responses=ERRORS)
     async def list_models():
         now = int(time.time())
         return {"object": "list", "data": [{"id": m, "object": "model", "created": now, "owned_by": "tunelab"}
                                            for m in engine.model_names()]}
 
-    @app.get("/metrics", dependencies=[Depends(auth)])
+    @app.get("/metrics", dependencies=bearer, responses=ERRORS)
     async def prometheus():
         return PlainTextResponse(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
-    @app.post("/v1/chat/completions", dependencies=[Depends(auth)])
+    async def tokenize(fn, *args) -> list[int]:
+        return await asyncio.get_running_loop().run_in_executor(tokenizing, fn, *args)
+
+    @app.post("/v1/chat/completions", dependencies=bearer, responses=ERRORS)
     async def chat(body: ChatRequest, request: Request):
-        messages = [m.model_dump() for m in body.messages]
-        ids = encode_prompt(engine.tokenizer, messages)
-        return await _complete(request, body, ids, chat=True, prompt_text=json.dumps(messages))
+        _known(engine, body.model, metrics)
+        _check_chars(body.characters(), limits, "messages")
+        ids = await tokenize(_chat_ids, engine.tokenizer, body.template_messages())
+        return await complete(request, body, ids, chat=True, prompt_text=json.dumps(body.template_messages()))
 
-    @app.post("/v1/completions", dependencies=[Depends(auth)])
+    @app.post("/v1/completions", dependencies=bearer, responses=ERRORS)
     async def completions(body: CompletionRequest, request: Request):
-        ids = engine.tokenizer(body.prompt, add_special_tokens=False)["input_ids"]
-        return await _complete(request, body, ids, chat=False, prompt_text=body.prompt)
+        _known(engine, body.model, metrics)
+        _check_chars(len(body.text()), limits, "prompt")
+        ids = await tokenize(_text_ids, engine.tokenizer, body.text())
+        return await complete(request, body, ids, chat=False, prompt_text=body.text())
 
-    @app.post("/v1/feedback", dependencies=[Depends(auth)])
+    @app.post("/v1/feedback", dependencies=bearer, responses=ERRORS)
     async def feedback(body: FeedbackRequest):
         if store is None:
             raise ApiError(400, "feedback needs the request log (start the server with a --db)")
         if body.rating is None and body.preferred_output is None:
-            raise ApiError(422, "give a rating or a preferred_output", param="rating")
-        if not store.has_request(body.request_id):
+            raise ApiError(400, "give a rating or a preferred_output", param="rating", code="missing_required_parameter")
+        try:
+            stored = await asyncio.wrap_future(store.submit(store.add_feedback_if_logged, body.request_id, body.rating,
+                                                            body.preferred_output, body.comment))
+        except Exception as exc:  # the log's own failure (disk full, locked): say so without a traceback
+            raise ApiError(503, f"feedback could not be stored ({type(exc).__name__})", type="server_error",
+                           code="store_unavailable") from None
+        if not stored:
             raise ApiError(404, f"no request with id '{body.request_id}'", param="request_id", code="not_found")
-        store.add_feedback(body.request_id, body.rating, body.preferred_output, body.comment)
         return {"status": "stored", "request_id": body.request_id}
 
-    async def _complete(request: Request, body, ids: list[int], *, chat: bool, prompt_text: str):
-        if not engine.knows(body.model):
-            metrics.requests.labels(body.model, "404").inc()
-            raise ApiError(404, f"model '{body.model}' not found (serving: {', '.join(engine.model_names())})",
-                           param="model", code="model_not_found")
-        budget = body.budget(engine.default_max_tokens)
-        if len(ids) + budget > engine.context:
-            raise ApiError(400, f"prompt ({len(ids)} tokens) + max_tokens ({budget}) exceeds the model's context "
-                           f"of {engine.context} tokens", param="max_tokens", code="context_length_exceeded")
-        job = Job(body.model, ids, budget, body.temperature, body.top_p, body.seed, body.stops(),
-                  loop=asyncio.get_running_loop(), events=asyncio.Queue())
+    async def complete(request: Request, body, ids: list[int], *, chat: bool, prompt_text: str):
+        job = _job(engine, body, ids, "messages" if chat else "prompt")
         try:
             engine.submit(job)
         except QueueFull:
             metrics.requests.labels(body.model, "429").inc()
             raise ApiError(429, "server busy: too many queued requests, retry shortly", type="rate_limit_error",
                            code="queue_full", headers={"Retry-After": "1"}) from None
-        start = time.perf_counter()
+        record = Recorder(metrics, store, job, body.model, len(ids), prompt_text)
         if body.stream:
-            return StreamingResponse(_stream(request, job, body, chat, start, len(ids), prompt_text),
-                                     media_type="text/event-stream")
-        text, reason, n, ttft = "", None, 0, None
-        while True:
-            event = await job.events.get()
-            if event[0] == "delta":
-                ttft = ttft if ttft is not None else time.perf_counter() - start
-                text += event[1]
-            elif event[0] == "error":
-                _record(job, body.model, 500, len(ids), n, start, ttft, "error", prompt_text, text)
-                raise ApiError(500, f"generation failed: {event[1]}", type="server_error")
-            else:
-                reason, n = event[1], event[2]
-                break
-        _record(job, body.model, 200, len(ids), n, start, ttft, reason, prompt_text, text)
-        usage = {"prompt_tokens": len(ids), "completion_tokens": n, "total_tokens": len(ids) + n}
-        if chat:
-            return {"id": job.id, "object": "chat.completion", "created": int(job.created), "model": body.model,
-                    "choices": [{"index": 0, "message": {"role": "assistant", "content": text},
-                                 "finish_reason": reason, "logprobs": None}], "usage": usage}
-        return {"id": job.id, "object": "text_completion", "created": int(job.created), "model": body.model,
-                "choices": [{"index": 0, "text": text, "finish_reason": reason, "logprobs": None}], "usage": usage}
-
-    async def _stream(request, job: Job, body, chat: bool, start: float, prompt_tokens: int, prompt_text: str):
-        obj = "chat.completion.chunk" if chat else "text_completion"
-        text, reason, n, ttft = "", None, 0, None
-
-        def chunk(delta: dict | str, finish=None) -> str:
-            choice = ({"index": 0, "delta": delta, "finish_reason": finish, "logprobs": None} if chat
-                      else {"index": 0, "text": delta, "finish_reason": finish, "logprobs": None})
-            return "data: " + json.dumps({"id": job.id, "object": obj, "created": int(job.created),
-                                          "model": body.model, "choices": [choice]}) + "\n\n"
-
-        try:
-            if chat:
-                yield chunk({"role": "assistant", "content": ""})
-            while True:
-                try:
-                    event = await asyncio.wait_for(job.events.get(), timeout=0.5)
-                except asyncio.TimeoutError:
-                    if await request.is_disconnected():
-                        job.cancelled.set()
-                        return
-                    continue
-                if event[0] == "delta":
-                    ttft = ttft if ttft is not None else time.perf_counter() - start
-                    text += event[1]
-                    yield chunk({"content": event[1]} if chat else event[1])
-                elif event[0] == "error":
-                    yield "data: " + json.dumps(error_body(f"generation failed: {event[1]}", "server_error")) + "\n\n"
-                    return
-                else:
-                    reason, n = event[1], event[2]
-                    break
-            yield chunk({} if chat else "", finish=reason)
-            if body.include_usage():
-                yield "data: " + json.dumps({"id": job.id, "object": obj, "created": int(job.created),
-                                             "model": body.model, "choices": [],
-                                             "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": n,
-                                                       "total_tokens": prompt_tokens + n}}) + "\n\n"
-            yield "data: [DONE]\n\n"
-        finally:
-            if reason is None:  # the client went away mid-stream: stop generating for it
-                job.cancelled.set()
-            _record(job, body.model, 200 if reason else 499, prompt_tokens, n, start, ttft,
-                    reason or "cancelled", prompt_text, text)
-
-    def _record(job, model, status, prompt_tokens, n, start, ttft, reason, prompt_text, answer):
-        latency = time.perf_counter() - start
-        metrics.requests.labels(model, str(status)).inc()
-        metrics.latency.labels(model).observe(latency)
-        if ttft is not None:
-            metrics.ttft.labels(model).observe(ttft)
-        metrics.tokens.labels(model).inc(n)
-        if store is not None:
-            store.log_request(id=job.id, model=model, status=status, prompt_tokens=prompt_tokens,
-                              completion_tokens=n, latency_ms=latency * 1000,
-                              ttft_ms=None if ttft is None else ttft * 1000, finish_reason=reason,
-                              prompt=prompt_text, answer=answer)
+            return StreamingResponse(_stream(request, job, body, chat, record), media_type="text/event-stream")
+        return await _answer(request, job, body, chat, record)
 
     return app
+
+
+def _known(engine: Engine, model: str, metrics: Metrics) -> None:
+    if not engine.knows(model):
+        metrics.requests.labels(UNKNOWN_MODEL, "404").inc()
+        shown = model if len(model) <= 80 else model[:77] + "..."
+        raise ApiError(404, f"model '{shown}' not found (serving: {', '.join(engine.model_names())})",
+                       param="model", code="model_not_found")
+
+
+def _check_chars(chars: int, limits: Limits, param: str) -> None:
+    if chars > limits.max_prompt_chars:
+        raise ApiError(400, f"{param}: {chars} characters, over the server's limit of {limits.max_prompt_chars}",
+                       param=param, code="prompt_too_long")
+
+
+def _chat_ids(tokenizer, messages: list[dict]) -> list[int]:
+    from jinja2 import TemplateError
+
+    from tunelab.data.tokens import encode_prompt
+
+    try:
+        return encode_prompt(tokenizer, messages)
+    except (TemplateError, ValueError, TypeError) as exc:  # the template refused this conversation
+        raise ApiError(400, f"messages: the model's chat template refused them ({exc})", param="messages",
+                       code="invalid_value") from None
+
+
+def _text_ids(tokenizer, text: str) -> list[int]:
+    return tokenizer(text, add_special_tokens=False)["input_ids"]
+
+
+def _job(engine: Engine, body, ids: list[int], param: str) -> Job:
+    if not ids:
+        raise ApiError(400, f"{param}: the prompt has no tokens", param=param, code="invalid_value")
+    room = engine.context - len(ids)
+    asked = body.max_completion_tokens or body.max_tokens
+    if room < 1 or (asked is not None and asked > room):
+        raise ApiError(400, f"prompt ({len(ids)} tokens) + max_tokens ({asked or 1}) exceeds the model's context of "
+                       f"{engine.context} tokens", param="max_tokens" if room >= 1 else param,
+                       code="context_length_exceeded")
+    budget = asked if asked is not None else min(engine.default_max_tokens, room)
+    return Job(body.model, ids, budget, body.temperature, body.top_p, body.seed, body.stops(),
+               loop=asyncio.get_running_loop(), events=asyncio.Queue())
+
+
+class Recorder:
+    """One request's metrics and log line, written once it ends, whatever its end."""
+
+    def __init__(self, metrics: Metrics, store: Store | None, job: Job, model: str, prompt_tokens: int,
+                 prompt_text: str) -> None:
+        self.metrics, self.store, self.job, self.model = metrics, store, job, model
+        self.prompt_tokens, self.prompt_text = prompt_tokens, prompt_text
+        self.start = time.perf_counter()
+        self.ttft: float | None = None
+
+    def first_token(self) -> None:
+        if self.ttft is None:
+            self.ttft = time.perf_counter() - self.start
+
+    def usage(self, n: int) -> dict:
+        return {"prompt_tokens": self.prompt_tokens, "completion_tokens": n, "total_tokens": self.prompt_tokens + n}
+
+    def done(self, status: int, n: int, reason: str, answer: str) -> None:
+        latency = time.perf_counter() - self.start
+        m = self.metrics
+        m.requests.labels(self.model, str(status)).inc()
+        m.latency.labels(self.model).observe(latency)
+        if self.ttft is not None:
+            m.ttft.labels(self.model).observe(self.ttft)
+        m.tokens.labels(self.model).inc(n)
+        if self.store is not None:  # queued for the store's thread; a failure there never reaches the client
+            self.store.log_request(id=self.job.id, model=self.model, status=status, prompt_tokens=self.prompt_tokens,
+                                   completion_tokens=n, latency_ms=latency * 1000,
+                                   ttft_ms=None if self.ttft is None else self.ttft * 1000, finish_reason=reason,
+                                   prompt=self.prompt_text, answer=answer)
+
+
+async def _next_event(request: Request, job: Job):
+    """The job's next event, or None once the client has gone (the job is then cancelled)."""
+    while True:
+        try:
+            return await asyncio.wait_for(job.events.get(), timeout=POLL_SECONDS)
+        except asyncio.TimeoutError:
+            if await request.is_disconnected():
+                job.cancelled.set()
+                return None
+
+
+def _engine_error(event) -> ApiError:
+    _, message, status, code = event
+    return ApiError(status, message, type="server_error", code=code)
+
+
+async def _answer(request: Request, job: Job, body, chat: bool, record: Recorder):
+    text, finished = "", False
+    try:
+        while True:
+            event = await _next_event(request, job)
+            if event is None:
+                record.done(499, 0, "cancelled", text)
+                return Response(status_code=204)  # nobody is listening any more
+            if event[0] == "delta":
+                record.first_token()
+                text += event[1]
+            elif event[0] == "error":
+                finished = True
+                record.done(event[2], 0, "error", text)
+                raise _engine_error(event)
+            else:
+                finished = True
+                reason, n = event[1], event[2]
+                break
+    finally:
+        if not finished:  # cancelled by the server's shutdown, or the client left
+            job.cancelled.set()
+    record.done(200, n, reason, text)
+    usage = record.usage(n)
+    if chat:
+        return {"id": job.id, "object": "chat.completion", "created": int(job.created), "model": body.model,
+                "choices": [{"index": 0, "message": {"role": "assistant", "content": text},
+                             "finish_reason": reason, "logprobs": None}], "usage": usage}
+    return {"id": job.id, "object": "text_completion", "created": int(job.created), "model": body.model,
+            "choices": [{"index": 0, "text": text, "finish_reason": reason, "logprobs": None}], "usage": usage}
+
+
+async def _stream(request: Request, job: Job, body, chat: bool, record: Recorder):
+    obj = "chat.completion.chunk" if chat else "text_completion"
+    text, reason, n, status = "", None, 0, 499
+
+    def chunk(delta: dict | str, finish=None) -> str:
+        choice = ({"index": 0, "delta": delta, "finish_reason": finish, "logprobs": None} if chat
+                  else {"index": 0, "text": delta, "finish_reason": finish, "logprobs": None})
+        return "data: " + json.dumps({"id": job.id, "object": obj, "created": int(job.created),
+                                      "model": body.model, "choices": [choice]}) + "\n\n"
+
+    try:
+        if chat:
+            yield chunk({"role": "assistant", "content": ""})
+        while True:
+            event = await _next_event(request, job)
+            if event is None:
+                return
+            if event[0] == "delta":
+                record.first_token()
+                text += event[1]
+                yield chunk({"content": event[1]} if chat else event[1])
+            elif event[0] == "error":
+                status = event[2]
+                err = _engine_error(event)
+                yield "data: " + json.dumps(error_body(err.message, err.type, None, err.code)) + "\n\n"
+                return
+            else:
+                reason, n, status = event[1], event[2], 200
+                break
+        yield chunk({} if chat else "", finish=reason)
+        if body.include_usage():
+            yield "data: " + json.dumps({"id": job.id, "object": obj, "created": int(job.created),
+                                         "model": body.model, "choices": [], "usage": record.usage(n)}) + "\n\n"
+        yield "data: [DONE]\n\n"
+    finally:
+        if reason is None:  # the client went away mid-stream, or the server is shutting down
+            job.cancelled.set()
+        record.done(status, n, reason or ("error" if status != 499 else "cancelled"), text)
+
+
+def _error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(ApiError)
+    async def api_error(_request, exc: ApiError):
+        return exc.response()
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid(_request, exc: RequestValidationError):
+        return _validation_error(exc.errors()).response()
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(_request, exc: StarletteHTTPException):
+        code = {404: "not_found", 405: "method_not_allowed", 413: "request_too_large"}.get(exc.status_code)
+        return JSONResponse(error_body(str(exc.detail), STATUS_TYPES.get(exc.status_code, "invalid_request_error"),
+                                       code=code), status_code=exc.status_code, headers=exc.headers)
+
+    @app.exception_handler(Exception)
+    async def unexpected(_request, exc: Exception):  # a bug: still answered in OpenAI's shape
+        return JSONResponse(error_body(f"internal error ({type(exc).__name__})", "server_error"), status_code=500)
+
+
+def _validation_error(errors: list[dict]) -> ApiError:
+    """The first of pydantic's errors as OpenAI words it: 400, the offending ``param``."""
+    err = errors[0]
+    loc = [p for p in err.get("loc", ()) if p != "body"]
+    param = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in loc).lstrip(".") or None
+    kind = err.get("type", "")
+    code = {"json_invalid": "invalid_json", "missing": "missing_required_parameter",
+            "extra_forbidden": "unknown_parameter"}.get(kind, "invalid_value")
+    message = str(err.get("msg", "invalid value")).removeprefix("Value error, ")
+    if kind == "json_invalid":
+        return ApiError(400, "the body is not valid JSON", code=code)
+    return ApiError(400, f"{param or 'body'}: {message}", param=param, code=code)
+
+
+def _openapi(app: FastAPI) -> dict:
+    """The schema FastAPI builds, with its 422 validation answers replaced by the 400s this
+    server sends (so clients and fuzzers read the real contract)."""
+    if app.openapi_schema is None:
+        schema = get_openapi(title=app.title, version=app.version, description=app.description, routes=app.routes)
+        for path in schema.get("paths", {}).values():
+            for operation in path.values():
+                operation.get("responses", {}).pop("422", None)
+        for name in ("HTTPValidationError", "ValidationError"):
+            schema.get("components", {}).get("schemas", {}).pop(name, None)
+        app.openapi_schema = schema
+    return app.openapi_schema

@@ -15,10 +15,10 @@ def export_preferences(db: str | Path, out: str | Path) -> tuple[int, int]:
 
     if not Path(db).is_file():
         raise DataError(f"{db}: no such request log (start `tunelab serve --db {db}` first)")
-    store = Store(db)
-    rows = store.rows(
-        "SELECT r.prompt, r.answer, f.preferred_output FROM feedback f JOIN requests r "
-        "ON r.id = f.request_id WHERE f.preferred_output IS NOT NULL ORDER BY f.ts")
+    with Store(db) as store:
+        rows = store.rows(
+            "SELECT r.prompt, r.answer, f.preferred_output FROM feedback f JOIN requests r "
+            "ON r.id = f.request_id WHERE f.preferred_output IS NOT NULL ORDER BY f.ts")
     pairs, skipped = [], 0
     for prompt, answer, preferred in rows:
         if prompt is None or answer is None or not preferred.strip() or preferred.strip() == answer.strip():

@@ -55,9 +55,9 @@ def training_profile(run_path: Path, tokenizer) -> dict:
 def summarise(db: str | Path, profiles: dict[str, dict] | None = None) -> dict:
     from tunelab.serve.store import Store
 
-    store = Store(db)
-    rows = store.rows("SELECT model, status, prompt_tokens, completion_tokens, latency_ms, ttft_ms, prompt "
-                      "FROM requests ORDER BY ts")
+    with Store(db) as store:
+        rows = store.rows("SELECT model, status, prompt_tokens, completion_tokens, latency_ms, ttft_ms, prompt "
+                          "FROM requests ORDER BY ts")
     out: dict = {"requests": len(rows), "models": {}}
     for model in sorted({r[0] for r in rows}):
         mine = [r for r in rows if r[0] == model]

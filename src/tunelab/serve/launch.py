@@ -1,0 +1,90 @@
+"""Run the server as a process: engine, request log, app and uvicorn, with the limits set,
+API keys from the environment or a file, and a shutdown that is bounded in time.
+
+On SIGTERM (or Ctrl-C) uvicorn stops accepting connections and closes idle ones; requests in
+flight get ``shutdown_timeout`` seconds to finish, then are cancelled (their generation
+stops); the engine and the log are closed and the process exits 0."""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import signal
+import sys
+import threading
+from pathlib import Path
+from typing import Callable
+
+from tunelab.errors import ConfigError
+from tunelab.serve.limits import Limits
+
+KEY_ENV = "TUNELAB_API_KEY"
+DTYPES = ("auto", "float32", "bfloat16", "float16")
+
+
+def _stderr(text: str) -> None:
+    print(text, file=sys.stderr, flush=True)
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def serve(model: str, *, adapters: dict[str, str] | None = None, runs: str | Path | None = None,
+          host: str = "127.0.0.1", port: int = 8000, api_key: str | None = None,
+          api_keys_file: str | Path | None = None, db: str | Path = "tunelab-serve.sqlite",
+          log_content: bool = False, dtype: str = "auto", limits: Limits | None = None,
+          say: Callable[[str], None] = _stderr, warn: Callable[[str], None] = _stderr) -> None:
+    """Serve ``model`` and its adapters (``adapters``: NAME -> run folder; ``runs``: a folder
+    whose runs of this base are all served) until SIGTERM or Ctrl-C.
+
+    ``api_key`` (else the TUNELAB_API_KEY environment variable) and ``api_keys_file`` (one
+    ``name:key`` per line) set the accepted keys; with none, the API is open."""
+    import uvicorn
+
+    from tunelab.serve.app import create_app
+    from tunelab.serve.auth import ApiKeys
+    from tunelab.serve.engine import Engine, find_adapters
+    from tunelab.serve.protocol import with_read_timeout
+    from tunelab.serve.store import Store
+
+    limits = limits or Limits()
+    try:
+        limits.check()
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
+    if dtype not in DTYPES:
+        raise ConfigError(f"dtype {dtype!r}: expected one of {', '.join(DTYPES)}")
+    keys = ApiKeys.load(api_key or os.environ.get(KEY_ENV) or None, api_keys_file)
+    if not keys and not is_loopback(host):
+        warn(f"warning: listening on {host} without an API key: anyone who can reach this port can use the models "
+             f"(set {KEY_ENV} or --api-keys-file)")
+    found = find_adapters(model, adapters or {}, str(runs) if runs else None)
+    engine = Engine(model, found, max_batch=limits.max_batch, max_queue=limits.max_queue, dtype=dtype)
+    store = Store(db, log_content)
+    app = create_app(engine, keys=keys, store=store, limits=limits)
+    config = uvicorn.Config(
+        app, host=host, port=port, log_level="warning", http=with_read_timeout(limits.read_timeout),
+        limit_concurrency=limits.max_connections, timeout_keep_alive=limits.keep_alive,
+        timeout_graceful_shutdown=limits.shutdown_timeout, server_header=False)
+    auth = f" ({len(keys.names())} API key{'s' if len(keys.names()) != 1 else ''})" if keys else ""
+    say(f"serving {', '.join(engine.model_names())} on http://{host}:{port}/v1{auth}; log: {db}")
+    main = threading.current_thread() is threading.main_thread()
+    previous = signal.getsignal(signal.SIGTERM)
+    if main:
+        # uvicorn re-raises the signal it caught once it has shut down; with the default
+        # handler that would kill the process (exit -15) after a clean shutdown, so SIGTERM
+        # gets a no-op handler for that last step and the process exits 0
+        signal.signal(signal.SIGTERM, lambda *_: None)
+    try:
+        uvicorn.Server(config).run()
+    finally:
+        if main:
+            signal.signal(signal.SIGTERM, previous)
+        engine.close(timeout=limits.shutdown_timeout)
+        store.close()
