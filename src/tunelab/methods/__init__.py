@@ -113,19 +113,14 @@ def save(method: Method, model, folder: Path) -> None:
 
 
 def save_atomically(method: Method, model, tokenizer, target: Path) -> None:
-    """Save into a temp folder beside ``target``, then swap it in: never a half-written adapter."""
-    import shutil
-    import tempfile
+    """Save the trained weights and tokenizer into a temp folder beside ``target``, sync them,
+    then swap them in: the previous weights stay in place until the new ones are complete, and
+    come back if saving fails."""
+    from tunelab.io import atomic_folder
 
-    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
-    try:
+    with atomic_folder(target) as tmp:
         save(method, model, tmp)
         tokenizer.save_pretrained(tmp)
-        if target.exists():
-            shutil.rmtree(target)
-        tmp.rename(target)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
 
 
 @contextmanager
