@@ -91,3 +91,102 @@ def test_a_short_run_raises_the_mean_reward(tiny_model):
     first, last = history[0]["reward"], sum(h["reward"] for h in history[-2:]) / 2
     assert last > first + 0.05, history
     assert history[-1]["kl"] > 0 and all(h["entropy"] >= 0 for h in history)
+
+
+# ------------------------------------------------------------------------------- checkpoints
+PROMPTS = [[{"role": "user", "content": q}] for q in
+           ["Monday", "What is the capital of France?", "yes", "Friday at 9 AM", "ok", "no"]]
+
+
+def _policy(tiny_model):
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    torch.manual_seed(0)  # the same starting adapter every time
+    model = get_peft_model(AutoModelForCausalLM.from_pretrained(tiny_model, dtype=torch.float32),
+                           LoraConfig(r=4, target_modules="all-linear", lora_dropout=0.0))
+    return model, AutoTokenizer.from_pretrained(tiny_model)
+
+
+def _settings(folder, **changes) -> ppo.PpoSettings:
+    return ppo.PpoSettings(**{"steps": 4, "rollout_batch": 4, "mini_batch": 2, "ppo_epochs": 2,
+                              "max_new_tokens": 6, "lr": 3e-3, "seed": 0, "save_steps": 2,
+                              "checkpoint_dir": str(folder / "checkpoints"), **changes})
+
+
+def _shorter(_prompts, answers):
+    return [-len(a) / 20 for a in answers]
+
+
+def _weights(model, value_head) -> dict[str, torch.Tensor]:
+    trained = {k: v.detach().clone() for k, v in model.named_parameters() if v.requires_grad}
+    return {**trained, **{f"value_head.{k}": v.clone() for k, v in value_head.state_dict().items()}}
+
+
+def test_a_run_stopped_by_sigterm_resumes_to_the_same_weights_as_an_unbroken_run(tiny_model, tmp_path):
+    import os
+    import signal
+
+    from tunelab.rundir import RunDir
+    from tunelab.train import guards
+
+    model, tok = _policy(tiny_model)
+    start = _weights(model, ppo.ValueHead(model.config.hidden_size))
+    head, history = ppo.train(model, tok, PROMPTS, _shorter, _settings(tmp_path / "unbroken", save_total_limit=1))
+    unbroken = _weights(model, head)
+    assert not all(torch.equal(start[k], unbroken[k]) for k in start if not k.startswith("value_head"))
+    assert [h["step"] for h in history] == [1, 2, 3, 4]
+    assert sorted(p.name for p in (tmp_path / "unbroken" / "checkpoints").iterdir()) == ["checkpoint-4"]
+
+    calls = {"n": 0}
+
+    def term_in_step_3(prompts, answers):
+        calls["n"] += 1
+        if calls["n"] == 3:
+            os.kill(os.getpid(), signal.SIGTERM)
+        return _shorter(prompts, answers)
+
+    stopped = tmp_path / "stopped"
+    model, tok = _policy(tiny_model)
+    before = signal.getsignal(signal.SIGTERM)
+    with pytest.raises(guards.Interrupted) as caught:
+        ppo.train(model, tok, PROMPTS, term_in_step_3, _settings(stopped))
+    assert caught.value.exit_code == 143
+    assert f"checkpoint-3 is saved; resume with: tunelab train --resume {stopped}" in str(caught.value)
+    assert signal.getsignal(signal.SIGTERM) == before
+    checkpoint = RunDir(stopped).resume_checkpoint()
+    assert checkpoint.name == "checkpoint-3" and (checkpoint / "ppo_state.json").is_file()
+
+    model, tok = _policy(tiny_model)
+    head, history = ppo.train(model, tok, PROMPTS, _shorter, _settings(stopped, resume_from=str(checkpoint)))
+    assert [h["step"] for h in history] == [4]
+    resumed = _weights(model, head)
+    assert resumed.keys() == unbroken.keys()
+    assert all(torch.equal(resumed[k], unbroken[k]) for k in unbroken)
+
+
+def test_a_checkpoint_over_other_prompts_is_refused(tiny_model, tmp_path):
+    from tunelab.errors import RunError
+
+    model, tok = _policy(tiny_model)
+    ppo.train(model, tok, PROMPTS, _shorter, _settings(tmp_path, steps=2))
+    model, tok = _policy(tiny_model)
+    with pytest.raises(RunError, match="more prompts than the 2 given"):
+        ppo.train(model, tok, PROMPTS[:2], _shorter,
+                  _settings(tmp_path, resume_from=str(tmp_path / "checkpoints" / "checkpoint-2")))
+
+
+@pytest.mark.parametrize("where", ["reward", "loss"])
+def test_a_nan_stops_the_loop_before_any_update_or_checkpoint(tiny_model, tmp_path, where):
+    from tunelab.train import guards
+
+    model, tok = _policy(tiny_model)
+    start = {k: v.detach().clone() for k, v in model.named_parameters() if v.requires_grad}
+    reward = (lambda _p, answers: [float("nan")] * len(answers)) if where == "reward" else _shorter
+    if where == "loss":  # NaN logits only while gradients are on: the rollout is fine, the update is not
+        model.get_output_embeddings().register_forward_hook(
+            lambda _m, _i, out: out * float("nan") if torch.is_grad_enabled() else out)
+    with pytest.raises(guards.NonFinite, match=f"{where} became nan at step 1"):
+        ppo.train(model, tok, PROMPTS, reward, _settings(tmp_path, save_steps=1))
+    assert not (tmp_path / "checkpoints").exists()
+    assert all(torch.equal(v, start[k]) for k, v in model.named_parameters() if v.requires_grad)

@@ -121,10 +121,11 @@ def raise_if_interrupted(flag: SignalFlag, run_dir: RunDir) -> None:
     raise interrupted(flag, run_dir.path, _newest_complete(run_dir))
 
 
-def interrupted(flag: SignalFlag, run_path: Path, checkpoint: Path | None) -> Interrupted:
-    if checkpoint is None:
+def interrupted(flag: SignalFlag, run_path: Path | None, checkpoint: Path | None) -> Interrupted:
+    """The Interrupted error for a run stopped by ``flag``'s signal, with ``checkpoint`` saved."""
+    if checkpoint is None or run_path is None:
         return Interrupted(flag.signum, f"training stopped by {flag.name} before any checkpoint was written; "
-                                        f"start it again (nothing to resume in {run_path})")
+                                        "start the run again")
     return Interrupted(flag.signum, f"training stopped by {flag.name}; {checkpoint.name} is saved; "
                                     f"resume with: tunelab train --resume {run_path}")
 
