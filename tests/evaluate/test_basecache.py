@@ -50,3 +50,14 @@ def test_stored_values_come_back_and_damaged_ones_do_not():
     assert basecache.get("task-x") is None
     path.write_text("{oops")
     assert basecache.get("task-x") is None
+
+
+def test_the_code_behind_a_stored_value_is_the_evaluation_code():
+    """Every module the stored values depend on is hashed (a missing one would fail every eval),
+    the evaluation's own modules among them."""
+    from pathlib import Path
+
+    root = Path(basecache.__file__).resolve().parent.parent
+    assert all((root / name).is_file() for name in basecache._CODE)
+    assert {"evaluate/run.py", "evaluate/sides.py", "inference/generate.py", "inference/load.py"} <= set(basecache._CODE)
+    assert len(basecache._code_hash()) == 64
