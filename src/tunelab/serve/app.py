@@ -331,8 +331,10 @@ def _error_handlers(app: FastAPI) -> None:
 
 def _validation_error(errors: list[dict]) -> ApiError:
     """The first of pydantic's errors as OpenAI words it: 400, the offending ``param``."""
-    err = errors[0]
-    loc = [p for p in err.get("loc", ()) if p != "body"]
+    # with a union (content: a string or a list of parts) pydantic reports every member's
+    # error; the one with the longest location is the member the client meant
+    err = max(errors, key=lambda e: len(e.get("loc", ())))
+    loc = [p for p in err.get("loc", ()) if p != "body" and not _union_member(p)]
     param = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in loc).lstrip(".") or None
     kind = err.get("type", "")
     code = {"json_invalid": "invalid_json", "missing": "missing_required_parameter",
@@ -341,6 +343,13 @@ def _validation_error(errors: list[dict]) -> ApiError:
     if kind == "json_invalid":
         return ApiError(400, "the body is not valid JSON", code=code)
     return ApiError(400, f"{param or 'body'}: {message}", param=param, code=code)
+
+
+def _union_member(segment) -> bool:
+    """Whether a location segment names a union member (``str``, ``list[ContentPart]``)
+    rather than a field."""
+    return isinstance(segment, str) and (segment in {"str", "int", "float", "bool", "dict", "list", "none"}
+                                         or not segment.isidentifier())
 
 
 def _openapi(app: FastAPI) -> dict:

@@ -36,9 +36,10 @@ class ApiError(Exception):
 
 
 def too_large(limit: int) -> ApiError:
-    # the client may still be sending: close the connection after answering rather than read the rest
-    return ApiError(413, f"request body over the server's limit of {limit} bytes", code="request_too_large",
-                    headers={"Connection": "close"})
+    # The connection is not closed at once: a client still sending would get a reset that can
+    # destroy this answer before it reads it. The rest of its body is read and dropped (never
+    # kept) until it ends or the connection's read timeout closes it.
+    return ApiError(413, f"request body over the server's limit of {limit} bytes", code="request_too_large")
 
 
 class EdgeMiddleware:

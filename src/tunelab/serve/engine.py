@@ -64,9 +64,9 @@ class Job:
         if self.ended:
             return
         self.ended = True
-        self.emit(*event)
-        if self.on_end is not None:
+        if self.on_end is not None:  # before the event: whoever sees it sees the slot free
             self.on_end()
+        self.emit(*event)
 
     def fail(self, message: str, status: int = 500, code: str = "generation_failed") -> None:
         self.end("error", message, status, code)

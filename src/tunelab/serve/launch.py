@@ -35,6 +35,26 @@ def is_loopback(host: str) -> bool:
         return False
 
 
+def exposure_warning(host: str, has_keys: bool) -> str | None:
+    """What to tell someone who opens the API beyond this machine without a key (None: nothing)."""
+    if has_keys or is_loopback(host):
+        return None
+    return (f"warning: listening on {host} without an API key: anyone who can reach this port can use the models "
+            f"(set {KEY_ENV} or --api-keys-file)")
+
+
+def uvicorn_config(app, host: str, port: int, limits: Limits):
+    """uvicorn's settings for ``limits``: the read-timeout protocol, a connection cap, the
+    keep-alive and graceful-shutdown timeouts."""
+    import uvicorn
+
+    from tunelab.serve.protocol import with_read_timeout
+
+    return uvicorn.Config(app, host=host, port=port, log_level="warning", http=with_read_timeout(limits.read_timeout),
+                          limit_concurrency=limits.max_connections, timeout_keep_alive=limits.keep_alive,
+                          timeout_graceful_shutdown=limits.shutdown_timeout, server_header=False)
+
+
 def serve(model: str, *, adapters: dict[str, str] | None = None, runs: str | Path | None = None,
           host: str = "127.0.0.1", port: int = 8000, api_key: str | None = None,
           api_keys_file: str | Path | None = None, db: str | Path = "tunelab-serve.sqlite",
@@ -50,7 +70,6 @@ def serve(model: str, *, adapters: dict[str, str] | None = None, runs: str | Pat
     from tunelab.serve.app import create_app
     from tunelab.serve.auth import ApiKeys
     from tunelab.serve.engine import Engine, find_adapters
-    from tunelab.serve.protocol import with_read_timeout
     from tunelab.serve.store import Store
 
     limits = limits or Limits()
@@ -61,17 +80,14 @@ def serve(model: str, *, adapters: dict[str, str] | None = None, runs: str | Pat
     if dtype not in DTYPES:
         raise ConfigError(f"dtype {dtype!r}: expected one of {', '.join(DTYPES)}")
     keys = ApiKeys.load(api_key or os.environ.get(KEY_ENV) or None, api_keys_file)
-    if not keys and not is_loopback(host):
-        warn(f"warning: listening on {host} without an API key: anyone who can reach this port can use the models "
-             f"(set {KEY_ENV} or --api-keys-file)")
+    exposed = exposure_warning(host, bool(keys))
+    if exposed:
+        warn(exposed)
     found = find_adapters(model, adapters or {}, str(runs) if runs else None)
     engine = Engine(model, found, max_batch=limits.max_batch, max_queue=limits.max_queue, dtype=dtype)
     store = Store(db, log_content)
     app = create_app(engine, keys=keys, store=store, limits=limits)
-    config = uvicorn.Config(
-        app, host=host, port=port, log_level="warning", http=with_read_timeout(limits.read_timeout),
-        limit_concurrency=limits.max_connections, timeout_keep_alive=limits.keep_alive,
-        timeout_graceful_shutdown=limits.shutdown_timeout, server_header=False)
+    config = uvicorn_config(app, host, port, limits)
     auth = f" ({len(keys.names())} API key{'s' if len(keys.names()) != 1 else ''})" if keys else ""
     say(f"serving {', '.join(engine.model_names())} on http://{host}:{port}/v1{auth}; log: {db}")
     main = threading.current_thread() is threading.main_thread()
