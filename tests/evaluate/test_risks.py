@@ -134,3 +134,20 @@ def test_judge_win_rate_cancels_position():
     always_a = judge.win_rate(lambda p: "A", ["q"] * 200, ["r"] * 200, ["x"] * 200, ["y"] * 200, seed=1)
     assert 0.4 < always_a["tuned_win_rate"] < 0.6  # a judge that always says A favours no one
     assert judge.verdict("B.") == "B" and judge.verdict("Both are fine") is None
+
+
+def test_a_prompt_tuned_model_is_scored_on_its_inputs_positions_only():
+    """Prompt tuning puts virtual tokens in front of the inputs, and returns logits for them too.
+    The toy's next token depends only on the current one, so the virtual tokens change nothing:
+    every score must equal the plain model's."""
+    from peft import PromptTuningConfig, get_peft_model
+
+    model, tok, logp = toy()
+    tuned = get_peft_model(model, PromptTuningConfig(task_type="CAUSAL_LM", num_virtual_tokens=3)).eval()
+    pairs = [([0, 1, 3], [4]), ([0, 2], [3, 5])]
+    assert continuation_logprobs(tuned, pairs) == pytest.approx(
+        [float(logp[3, 4]), float(logp[2, 3] + logp[3, 5])], abs=1e-5)
+    long = [0, 1, 3, 4, 2, 3, 5, 1, 3, 4, 0]
+    nll, n = text_nll(tuned, long, window=4, batch_size=2)
+    assert n == len(long) - 1
+    assert nll == pytest.approx(-sum(float(logp[a, b]) for a, b in zip(long, long[1:])), abs=1e-4)

@@ -60,6 +60,8 @@ def _after_shared_prompts(model, pairs, batch_size: int) -> list[float]:
 
 
 def _whole_sequences(model, pairs, batch_size: int = 16) -> list[float]:
+    """Each pair scored as one right-padded sequence. A prompt-tuned model returns logits for its
+    virtual tokens too, in front of the inputs': only the last ``width`` positions are the inputs'."""
     import torch
 
     out: list[float] = []
@@ -76,7 +78,8 @@ def _whole_sequences(model, pairs, batch_size: int = 16) -> list[float]:
             ids[r, :len(seq)] = torch.tensor(seq)
             mask[r, :len(seq)] = 1
         with torch.inference_mode():
-            logp = torch.log_softmax(model(input_ids=ids.to(device), attention_mask=mask.to(device)).logits.float(), -1)
+            logits = model(input_ids=ids.to(device), attention_mask=mask.to(device)).logits[:, -width:]
+            logp = torch.log_softmax(logits.float(), -1)
         for r, (p, c) in enumerate(chunk):
             positions = torch.arange(len(p) - 1, len(p) + len(c) - 1)
             out.append(float(logp[r, positions, torch.tensor(c, dtype=torch.long)].sum()))
@@ -86,7 +89,8 @@ def _whole_sequences(model, pairs, batch_size: int = 16) -> list[float]:
 
 def text_nll(model, ids: list[int], window: int = 256, batch_size: int = 8) -> tuple[float, int]:
     """Total negative log-likelihood of ``ids`` (every token after the first), in windows of
-    ``window`` predicted tokens, several windows per forward."""
+    ``window`` predicted tokens, several windows per forward. (A prompt-tuned model's logits for
+    its virtual tokens, in front, are left out.)"""
     import torch
     import torch.nn.functional as F
 
@@ -107,7 +111,7 @@ def text_nll(model, ids: list[int], window: int = 256, batch_size: int = 8) -> t
                 x[r, :len(w)], mask[r, :len(w)] = torch.tensor(w), 1
                 labels[r, :len(w) - 1] = torch.tensor(w[1:])
             with torch.inference_mode():
-                logits = model(input_ids=x.to(device), attention_mask=mask.to(device)).logits[:, :-1]
+                logits = model(input_ids=x.to(device), attention_mask=mask.to(device)).logits[:, -width:-1]
                 for r in range(len(chunk)):  # float32 logits one window at a time
                     total += float(F.cross_entropy(logits[r].float(), labels[r].to(device), ignore_index=-100,
                                                    reduction="sum"))
