@@ -147,7 +147,7 @@ def check_finite(step: int, **values: float | None) -> None:
                 f"{name} became {value} at step {step}; the run stopped and nothing from this step was saved. "
                 "Likely causes: a learning rate too high, fp16 overflow, or bad data rows. "
                 "Try a lower train.lr (or more warmup), bf16 or fp32 instead of fp16, a lower train.max_grad_norm, "
-                "and `tunelab data doctor` on the data")
+                "and `tunelab data check` on the data")
 
 
 def gradient_norm(parameters) -> float | None:
