@@ -72,14 +72,14 @@ def ask_cmd(
         print_json(result)
         return
     console.print(result["answer"])
-    table = Table(title=f"sources ({result['retriever']}, {result['prompt_tokens']} prompt tokens)")
-    for col in ("#", "document", "score", "text"):
-        table.add_column(col)
-    for s in result["sources"]:
-        text = " ".join(s["text"].split())
-        table.add_row(str(s["rank"]), s["source"], f"{s['score']:.3f}" + (" (cut)" if s["cut"] else ""),
-                      text[:120] + ("…" if len(text) > 120 else ""))
-    console.print(table)
+    console.rule(f"sources ({result['retriever']}, {result['prompt_tokens']} prompt tokens)")
+    for src in result["sources"]:
+        text = " ".join(src["text"].split())
+        cut = ", cut to fit" if src["cut"] else ""
+        # soft_wrap: a long path stays whole on its line instead of being folded or elided
+        console.print(f"[{src['rank']}] {src['source']} (score {src['score']:.3f}{cut})", soft_wrap=True,
+                      markup=False)
+        console.print(f"    {text[:160]}{'…' if len(text) > 160 else ''}", soft_wrap=True, markup=False)
     if result["dropped"]:
         console.print(f"{result['dropped']} more retrieved chunks did not fit in the model's context")
 
