@@ -23,7 +23,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from tunelab.serve.auth import ApiKeys
 from tunelab.serve.edge import ApiError, EdgeMiddleware, error_body
-from tunelab.serve.engine import Engine, Job, QueueFull
+from tunelab.serve.engine import Engine, Job, QueueFull, ShuttingDown
 from tunelab.serve.limits import Limits
 from tunelab.serve.schemas import ChatRequest, CompletionRequest, FeedbackRequest
 from tunelab.serve.store import Store
@@ -137,6 +137,9 @@ def create_app(engine: Engine, *, keys: ApiKeys | None = None, store: Store | No
             metrics.requests.labels(body.model, "429").inc()
             raise ApiError(429, "server busy: too many queued requests, retry shortly", type="rate_limit_error",
                            code="queue_full", headers={"Retry-After": "1"}) from None
+        except ShuttingDown:
+            raise ApiError(503, "the server is shutting down", type="server_error",
+                           code="server_shutting_down") from None
         record = Recorder(metrics, store, job, body.model, len(ids), prompt_text)
         if body.stream:
             return StreamingResponse(_stream(request, job, body, chat, record), media_type="text/event-stream")

@@ -34,7 +34,11 @@ class QueueFull(Exception):
     pass
 
 
-@dataclass
+class ShuttingDown(Exception):
+    pass
+
+
+@dataclass(eq=False)  # one job is one request: compared and hashed by identity
 class Job:
     model: str
     prompt_ids: list[int]
@@ -51,6 +55,7 @@ class Job:
     events: asyncio.Queue | None = None
     on_end: Callable[[], None] | None = None  # set by the engine: called once, at the job's last event
     ended: bool = False
+    stopped_by_server: bool = False  # cancelled by a shutdown rather than by its client
 
     def emit(self, *event) -> None:
         if self.loop is None or self.events is None:
@@ -70,6 +75,12 @@ class Job:
 
     def fail(self, message: str, status: int = 500, code: str = "generation_failed") -> None:
         self.end("error", message, status, code)
+
+    def end_cancelled(self, generated: int) -> None:
+        if self.stopped_by_server:
+            self.fail("the server is shutting down", 503, "server_shutting_down")
+        else:
+            self.end("done", "cancelled", generated)
 
 
 @dataclass
@@ -139,6 +150,8 @@ class Engine:
         self.loaded: collections.OrderedDict[str, None] = collections.OrderedDict()
         self.queue: queue.Queue[Job | None] = queue.Queue()
         self.pending = 0
+        self.draining = False
+        self._live: set[Job] = set()  # submitted and not ended
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._worker = threading.Thread(target=self._run, name="tunelab-engine", daemon=True)
@@ -153,11 +166,23 @@ class Engine:
 
     def submit(self, job: Job) -> None:
         with self._lock:
-            if self.pending >= self.max_queue or self._stop.is_set():
+            if self.draining or self._stop.is_set():
+                raise ShuttingDown()
+            if self.pending >= self.max_queue:
                 raise QueueFull()
             self.pending += 1
-        job.on_end = self._release_one
+            self._live.add(job)
+        job.on_end = lambda: self._release(job)
         self.queue.put(job)
+
+    def drain(self) -> None:
+        """Take no more requests and stop the ones in flight (they end with a 503 error)."""
+        with self._lock:
+            self.draining = True
+            live = list(self._live)
+        for job in live:
+            job.stopped_by_server = True
+            job.cancelled.set()
 
     def close(self, timeout: float = 10.0) -> None:
         """Stop the worker: requests still waiting or generating end with an error."""
@@ -165,9 +190,10 @@ class Engine:
         self.queue.put(None)
         self._worker.join(timeout=timeout)
 
-    def _release_one(self) -> None:
+    def _release(self, job: Job) -> None:
         with self._lock:
             self.pending -= 1
+            self._live.discard(job)
 
     # ------------------------------------------------------------------ worker
     # Continuous batching: between two decode steps, waiting requests for the model that is
@@ -393,7 +419,7 @@ class _Batch:
         """Sample row ``r``'s next token and stream its text; None when the row is done."""
         j = row.job
         if j.cancelled.is_set():
-            j.end("done", "cancelled", len(row.tokens))
+            j.end_cancelled(len(row.tokens))
             return None
         t = _pick_one(self.decode.logits[r], j.temperature, j.top_p, row.gen)
         if t in self.eos:
@@ -453,7 +479,7 @@ def _pop_for(waiting: "collections.deque[_Row]", model: str, room: int) -> "list
 
 def _ended_if_cancelled(row: _Row) -> bool:
     if row.job.cancelled.is_set():
-        row.job.end("done", "cancelled", len(row.tokens))
+        row.job.end_cancelled(len(row.tokens))
         return True
     return False
 

@@ -7,6 +7,7 @@ stops); the engine and the log are closed and the process exits 0."""
 
 from __future__ import annotations
 
+import asyncio
 import ipaddress
 import os
 import signal
@@ -19,6 +20,9 @@ from tunelab.errors import ConfigError
 from tunelab.serve.limits import Limits
 
 KEY_ENV = "TUNELAB_API_KEY"
+# seconds uvicorn waits, after the engine has stopped the requests in flight, for their
+# answers to go out before it cancels what is left
+DRAIN_GRACE = 5.0
 DTYPES = ("auto", "float32", "bfloat16", "float16")
 
 
@@ -52,7 +56,24 @@ def uvicorn_config(app, host: str, port: int, limits: Limits):
 
     return uvicorn.Config(app, host=host, port=port, log_level="warning", http=with_read_timeout(limits.read_timeout),
                           limit_concurrency=limits.max_connections, timeout_keep_alive=limits.keep_alive,
-                          timeout_graceful_shutdown=limits.shutdown_timeout, server_header=False)
+                          timeout_graceful_shutdown=limits.shutdown_timeout + DRAIN_GRACE, server_header=False)
+
+
+def draining_server(config, engine, drain_after: float):
+    """A uvicorn server whose shutdown, once ``drain_after`` seconds have passed, stops the
+    engine's requests in flight, so they answer (503) and close instead of being cancelled
+    mid-write."""
+    import uvicorn
+
+    class DrainingServer(uvicorn.Server):
+        async def shutdown(self, sockets=None) -> None:
+            timer = asyncio.get_running_loop().call_later(drain_after, engine.drain)
+            try:
+                await super().shutdown(sockets)
+            finally:
+                timer.cancel()
+
+    return DrainingServer(config)
 
 
 def serve(model: str, *, adapters: dict[str, str] | None = None, runs: str | Path | None = None,
@@ -65,8 +86,6 @@ def serve(model: str, *, adapters: dict[str, str] | None = None, runs: str | Pat
 
     ``api_key`` (else the TUNELAB_API_KEY environment variable) and ``api_keys_file`` (one
     ``name:key`` per line) set the accepted keys; with none, the API is open."""
-    import uvicorn
-
     from tunelab.serve.app import create_app
     from tunelab.serve.auth import ApiKeys
     from tunelab.serve.engine import Engine, find_adapters
@@ -98,7 +117,7 @@ def serve(model: str, *, adapters: dict[str, str] | None = None, runs: str | Pat
         # gets a no-op handler for that last step and the process exits 0
         signal.signal(signal.SIGTERM, lambda *_: None)
     try:
-        uvicorn.Server(config).run()
+        draining_server(config, engine, limits.shutdown_timeout).run()
     finally:
         if main:
             signal.signal(signal.SIGTERM, previous)
