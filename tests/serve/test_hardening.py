@@ -228,7 +228,9 @@ def test_a_client_that_leaves_frees_its_slot(edge, monkeypatch):
     sock = socket.create_connection(("127.0.0.1", port))
     sock.sendall(b"POST /v1/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
                  + f"Authorization: Bearer {KEY}\r\nContent-Length: {len(body)}\r\n\r\n".encode() + body)
-    assert _wait_for(lambda: engine.pending == 1), f"pending: {engine.pending}"
+    if not _wait_for(lambda: engine.pending == 1):
+        sock.settimeout(5)
+        raise AssertionError(f"pending: {engine.pending}; answer: {sock.recv(4096)!r}")
     sock.close()  # a non-streaming client gives up
     assert _wait_for(lambda: engine.pending == 0), f"pending: {engine.pending}"
     count = lambda: edge["store"].rows("SELECT count(*) FROM requests WHERE status = 499")[0][0]  # noqa: E731

@@ -29,7 +29,6 @@ from tunelab.serve.schemas import ChatRequest, CompletionRequest, FeedbackReques
 from tunelab.serve.store import Store
 
 UNKNOWN_MODEL = "unknown"  # the metrics label of every name the server does not serve
-POLL_SECONDS = 0.25  # how often a waiting request checks that its client is still there
 STATUS_TYPES = {400: "invalid_request_error", 401: "authentication_error", 403: "permission_error",
                 404: "invalid_request_error", 405: "invalid_request_error", 413: "invalid_request_error",
                 429: "rate_limit_error"}
@@ -224,15 +223,12 @@ class Recorder:
                                    prompt=self.prompt_text, answer=answer)
 
 
-async def _next_event(request: Request, job: Job):
-    """The job's next event, or None once the client has gone (the job is then cancelled)."""
-    while True:
-        try:
-            return await asyncio.wait_for(job.events.get(), timeout=POLL_SECONDS)
-        except asyncio.TimeoutError:
-            if await request.is_disconnected():
-                job.cancelled.set()
-                return None
+async def _cancel_on_disconnect(request: Request, job: Job) -> None:
+    """Cancel ``job`` when its client goes away. The body has been read, so the next message
+    the server gives is the disconnect (a streamed answer gets the same from Starlette)."""
+    while (await request.receive())["type"] != "http.disconnect":
+        pass
+    job.cancelled.set()
 
 
 def _engine_error(event) -> ApiError:
@@ -242,11 +238,13 @@ def _engine_error(event) -> ApiError:
 
 async def _answer(request: Request, job: Job, body, chat: bool, record: Recorder):
     text, finished = "", False
+    watcher = asyncio.create_task(_cancel_on_disconnect(request, job))
     try:
         while True:
-            event = await _next_event(request, job)
-            if event is None:
-                record.done(499, 0, "cancelled", text)
+            event = await job.events.get()
+            if event[:2] == ("done", "cancelled"):  # the client left, and its generation stopped
+                finished = True
+                record.done(499, event[2], "cancelled", text)
                 return Response(status_code=204)  # nobody is listening any more
             if event[0] == "delta":
                 record.first_token()
@@ -260,7 +258,8 @@ async def _answer(request: Request, job: Job, body, chat: bool, record: Recorder
                 reason, n = event[1], event[2]
                 break
     finally:
-        if not finished:  # cancelled by the server's shutdown, or the client left
+        watcher.cancel()
+        if not finished:  # this handler was cancelled (the server's last resort at shutdown)
             job.cancelled.set()
     record.done(200, n, reason, text)
     usage = record.usage(n)
@@ -285,9 +284,9 @@ async def _stream(request: Request, job: Job, body, chat: bool, record: Recorder
     try:
         if chat:
             yield chunk({"role": "assistant", "content": ""})
-        while True:
-            event = await _next_event(request, job)
-            if event is None:
+        while True:  # Starlette stops this generator if the client leaves; ``finally`` then cancels the job
+            event = await job.events.get()
+            if event[:2] == ("done", "cancelled"):
                 return
             if event[0] == "delta":
                 record.first_token()

@@ -205,6 +205,7 @@ class Engine:
         while not self._stop.is_set():
             try:
                 self._collect(waiting, block=batch is None and not waiting)
+                _drop_cancelled(waiting)  # a client that left frees its place now, not at its turn
                 if batch is None and waiting:
                     model, room = waiting[0].job.model, self.max_batch
                 elif batch is not None:
@@ -475,6 +476,13 @@ def _pop_for(waiting: "collections.deque[_Row]", model: str, room: int) -> "list
     waiting.clear()
     waiting.extend(kept)
     return taken
+
+
+def _drop_cancelled(waiting: "collections.deque[_Row]") -> None:
+    if any(row.job.cancelled.is_set() for row in waiting):
+        kept = [row for row in waiting if not _ended_if_cancelled(row)]
+        waiting.clear()
+        waiting.extend(kept)
 
 
 def _ended_if_cancelled(row: _Row) -> bool:
