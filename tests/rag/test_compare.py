@@ -107,6 +107,11 @@ def test_compare_rag_names_bad_input(setup, tmp_path, capsys):
     bad = write_jsonl(tmp_path / "bad.jsonl", [{"messages": [{"role": "user", "content": "q"}]}])
     code, _, err = run_cli(capsys, "compare-rag", "--index", setup["index"], "--run", setup["run"], "--data", bad)
     assert code == 2 and str(bad) in err and "Traceback" not in err
+    long = write_jsonl(tmp_path / "long.jsonl", [
+        {"messages": [{"role": "user", "content": "short?"}, {"role": "assistant", "content": "a"}]},
+        {"messages": [{"role": "user", "content": "warranty " * 1500}, {"role": "assistant", "content": "a"}]}])
+    code, _, err = run_cli(capsys, "compare-rag", "--index", setup["index"], "--run", setup["run"], "--data", long)
+    assert code == 2 and f"{long}:2: the question" in err
     code, _, err = run_cli(capsys, "compare-rag", "--index", setup["run"], "--run", setup["run"],
                            "--data", setup["data"])
     assert code == 2 and "not a tunelab index" in err

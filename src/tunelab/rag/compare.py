@@ -74,8 +74,7 @@ def compare_rag(index: str | Path, run: str | Path, data: str | Path, *, limit: 
     tok = loaded.tokenizer
     answer_tokens = max_new_tokens or answer_budget(cfg.eval.max_new_tokens, tok, rows.references)
     plain = [encode_prompt(tok, p) for p in rows.prompts]
-    rag = [build_prompt(tok, p, h, context_limit(loaded.model, tok) - answer_tokens)
-           for p, h in zip(rows.prompts, hits)]
+    rag = rag_prompts(tok, rows, hits, context_limit(loaded.model, tok) - answer_tokens, data)
     rag_ids = [r.ids for r in rag]
     base_model, base_ctx = base_side(loaded, cfg, dtype)
     runs = [("base", base_model, base_ctx, plain), ("base+rag", base_model, base_ctx, rag_ids),
@@ -110,6 +109,16 @@ def read_rows(data: str | Path, limit: int | None) -> Rows:
         if not prompt or prompt[-1]["role"] != "user":
             raise DataError(f"{data}:{line}: messages: the turn before the answer must be the user's question")
     return Rows(list(prompts), list(references), [named_sources(r) for r in raw])
+
+
+def rag_prompts(tok, rows: Rows, hits: list[list[Hit]], budget: int, data) -> list:
+    out = []
+    for line, (prompt, found) in enumerate(zip(rows.prompts, hits), 1):
+        try:
+            out.append(build_prompt(tok, prompt, found, budget))
+        except DataError as exc:
+            raise DataError(f"{data}:{line}: {exc}") from None
+    return out
 
 
 def named_sources(row: dict) -> list[str]:

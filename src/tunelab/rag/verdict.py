@@ -45,9 +45,11 @@ def costs(result: dict) -> str:
     s, training = result["systems"], result["training"]
     extra = s["base+rag"]["api_usd_per_1k_answers"] - s["base"]["api_usd_per_1k_answers"]
     text = (f"At {result['api_model']} prices, retrieval's {s['base+rag']['prompt_tokens'] - s['base']['prompt_tokens']:.0f} "
-            f"extra prompt tokens cost ${extra:.4f} more per 1,000 answers; fine-tuning cost "
-            f"${training['api_usd']:.4f} once ({training['tokens']:,} training tokens; "
-            f"{training['seconds']:.0f} s on this machine)")
+            f"extra prompt tokens cost ${extra:.4f} more per 1,000 answers; ")
+    if not training["tokens"]:
+        return text + "the run records no training tokens, so fine-tuning's one-time cost is unknown."
+    text += (f"fine-tuning cost ${training['api_usd']:.4f} once ({training['tokens']:,} training tokens; "
+             f"{training['seconds']:.0f} s on this machine)")
     if extra > 0 and training["api_usd"] > 0:
         text += f", as much as retrieval's extra prompts over {training['api_usd'] / extra * 1000:,.0f} answers"
     return text + "."
