@@ -334,8 +334,9 @@ def _error_handlers(app: FastAPI) -> None:
 def _validation_error(errors: list[dict]) -> ApiError:
     """The first of pydantic's errors as OpenAI words it: 400, the offending ``param``."""
     # with a union (content: a string or a list of parts) pydantic reports every member's
-    # error; the one with the longest location is the member the client meant
-    err = max(errors, key=lambda e: len(e.get("loc", ())))
+    # error; the member the client meant is the one whose error goes deepest, or else is not
+    # a plain type mismatch
+    err = max(errors, key=lambda e: (len(e.get("loc", ())), not str(e.get("type", "")).endswith("_type")))
     loc = [p for p in err.get("loc", ()) if p != "body" and not _union_member(p)]
     param = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in loc).lstrip(".") or None
     kind = err.get("type", "")

@@ -5,7 +5,7 @@ the field instead of being silently ignored."""
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
@@ -14,14 +14,21 @@ MAX_MODEL_NAME = 256
 MAX_STOP_CHARS = 256
 SEED_MIN, SEED_MAX = -(2**63), 2**63 - 1  # a signed 64-bit integer, as OpenAI documents
 
+# What the schema promises for fields that are refused unless empty or off: clients and
+# fuzzers read the real contract, and a request that breaks it still gets the clear message
+# of the validator below rather than a generic one.
+NONE_ALLOWED = {"maxItems": 0}
+StopText = Annotated[str, Field(max_length=MAX_STOP_CHARS)]
+PromptText = Annotated[str, Field(min_length=1)]
+
 
 class ContentPart(BaseModel):
     """One part of a message's content. Only text parts are served: this server runs
     text-only models."""
 
     model_config = ConfigDict(extra="allow")
-    type: str
-    text: str | None = None
+    type: str = Field(..., json_schema_extra={"enum": ["text"]})
+    text: str | None = Field(None, json_schema_extra={"type": "string"})
 
     @field_validator("type")
     @classmethod
@@ -43,7 +50,8 @@ class Message(BaseModel):
     model_config = ConfigDict(extra="ignore")  # e.g. "name", accepted and not used
     role: Literal["system", "developer", "user", "assistant"]
     content: str | list[ContentPart]
-    tool_calls: list[dict] | None = Field(None, description="not supported: refused when given")
+    tool_calls: list[dict] | None = Field(None, description="not supported: refused when given",
+                                          json_schema_extra=NONE_ALLOWED)
 
     @field_validator("tool_calls")
     @classmethod
@@ -77,7 +85,7 @@ class _Sampling(BaseModel):
     max_completion_tokens: int | None = Field(None, ge=1, le=MAX_TOKENS_LIMIT)
     temperature: float = Field(1.0, ge=0.0, le=2.0, description="below 1e-5 is greedy, like 0")
     top_p: float = Field(1.0, gt=0.0, le=1.0)
-    stop: str | list[str] | None = Field(None, description="up to 4 sequences")
+    stop: StopText | Annotated[list[StopText], Field(max_length=4)] | None = Field(None, description="up to 4 sequences")
     seed: int | None = Field(None, ge=SEED_MIN, le=SEED_MAX)
     n: int = Field(1, ge=1, le=1, description="one choice per request")
     stream: bool = False
@@ -85,16 +93,6 @@ class _Sampling(BaseModel):
     presence_penalty: float = Field(0.0, ge=0.0, le=0.0, description="not supported: only 0")
     frequency_penalty: float = Field(0.0, ge=0.0, le=0.0, description="not supported: only 0")
     logit_bias: dict[str, float] | None = Field(None, max_length=0, description="not supported: only empty")
-
-    @field_validator("stop")
-    @classmethod
-    def _stop_list(cls, value):
-        stops = [value] if isinstance(value, str) else value or []
-        if len(stops) > 4:
-            raise ValueError("at most 4 stop sequences")
-        if any(len(s) > MAX_STOP_CHARS for s in stops):
-            raise ValueError(f"a stop sequence has at most {MAX_STOP_CHARS} characters")
-        return value
 
     def include_usage(self) -> bool:
         return bool(self.stream and self.stream_options and self.stream_options.include_usage)
@@ -108,14 +106,31 @@ class _Sampling(BaseModel):
         return self.max_completion_tokens or self.max_tokens or default
 
 
+class ResponseFormat(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    type: str = Field("text", description="only 'text'", json_schema_extra={"enum": ["text"]})
+
+    @field_validator("type")
+    @classmethod
+    def _text_only(cls, value: str) -> str:
+        if value != "text":
+            raise ValueError("only the 'text' response format is supported")
+        return value
+
+
 class ChatRequest(_Sampling):
     messages: list[Message] = Field(..., min_length=1)
-    logprobs: bool | None = Field(None, description="not supported: refused when true")
-    tools: list[dict] | None = Field(None, description="not supported: refused when given")
-    tool_choice: str | dict | None = Field(None, description="not supported: only 'none'")
-    functions: list[dict] | None = Field(None, description="not supported: refused when given")
-    function_call: str | dict | None = Field(None, description="not supported: only 'none'")
-    response_format: dict | None = Field(None, description="only {'type': 'text'}")
+    logprobs: bool | None = Field(None, description="not supported: refused when true",
+                                  json_schema_extra={"enum": [False, None]})
+    tools: list[dict] | None = Field(None, description="not supported: refused when given",
+                                     json_schema_extra=NONE_ALLOWED)
+    tool_choice: str | dict | None = Field(None, description="not supported: only 'none'",
+                                           json_schema_extra={"enum": ["none", None]})
+    functions: list[dict] | None = Field(None, description="not supported: refused when given",
+                                         json_schema_extra=NONE_ALLOWED)
+    function_call: str | dict | None = Field(None, description="not supported: only 'none'",
+                                             json_schema_extra={"enum": ["none", None]})
+    response_format: ResponseFormat | None = None
 
     @field_validator("tools", "functions")
     @classmethod
@@ -138,13 +153,6 @@ class ChatRequest(_Sampling):
             raise ValueError("logprobs are not supported by this server")
         return value
 
-    @field_validator("response_format")
-    @classmethod
-    def _text_format(cls, value):
-        if value is not None and value.get("type", "text") != "text":
-            raise ValueError("only the 'text' response format is supported")
-        return value
-
     def template_messages(self) -> list[dict]:
         return [m.for_template() for m in self.messages]
 
@@ -153,21 +161,12 @@ class ChatRequest(_Sampling):
 
 
 class CompletionRequest(_Sampling):
-    prompt: str | list[str] = Field(..., description="a non-empty string (or a list holding one)")
-    logprobs: int | None = Field(None, description="not supported: refused when given")
-    echo: bool = Field(False, description="not supported: only false")
+    prompt: PromptText | Annotated[list[PromptText], Field(min_length=1, max_length=1)] = Field(
+        ..., description="a non-empty string (or a list holding one)")
+    logprobs: int | None = Field(None, description="not supported: refused when given", json_schema_extra={"enum": [None]})
+    echo: bool = Field(False, description="not supported: only false", json_schema_extra={"enum": [False]})
     best_of: int | None = Field(None, ge=1, le=1, description="one choice per request")
-    suffix: str | None = Field(None, description="not supported: refused when given")
-
-    @field_validator("prompt")
-    @classmethod
-    def _one_prompt(cls, value):
-        prompts = [value] if isinstance(value, str) else value
-        if len(prompts) != 1:
-            raise ValueError("give exactly one prompt (a string, or a list holding one string)")
-        if not prompts[0]:
-            raise ValueError("the prompt is empty")
-        return value
+    suffix: str | None = Field(None, description="not supported: refused when given", json_schema_extra={"enum": [None]})
 
     @field_validator("logprobs", "suffix")
     @classmethod
