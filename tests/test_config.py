@@ -53,3 +53,16 @@ def test_resolved_config_round_trips(tmp_path):
     f = tmp_path / "r.yaml"
     f.write_text(cfg.to_yaml())
     assert build_config(f) == cfg
+
+
+def test_a_run_saved_with_the_old_rl_section_still_loads(tmp_path):
+    import yaml
+
+    from tunelab.rundir import RunDir
+
+    old = {"train": {"stage": "ppo"}, "rl": {"reward_model": "runs/rm", "beta": 0.3, "mini_batch": 4,
+                                            "num_generations": 3}}
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump(old))
+    cfg = RunDir(tmp_path).config()
+    assert cfg.ppo.reward_model == "runs/rm" and cfg.rloo.reward_model == "runs/rm"
+    assert cfg.dpo.beta == 0.3 and cfg.ppo.mini_batch == 4 and cfg.rloo.num_generations == 3

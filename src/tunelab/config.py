@@ -246,6 +246,25 @@ def _section_at(loc) -> type[BaseModel] | None:
     return model
 
 
+# Where each key of the old shared `rl` section went (runs written before the split).
+_RL_KEYS = {"beta": ("dpo",), "num_generations": ("rloo",),
+            **{k: ("ppo",) for k in ("mini_batch", "ppo_epochs", "clip", "vf_coef", "gamma", "lam")},
+            **{k: ("ppo", "rloo") for k in ("reward_model", "init", "kl_coef", "rollout_batch", "max_new_tokens",
+                                            "temperature", "eval_prompts")}}
+
+
+def upgrade(data: dict) -> dict:
+    """A saved run's config.yaml in today's shape: the old shared `rl` section's keys moved into
+    the dpo, ppo and rloo sections, so runs trained before the split still load."""
+    if not isinstance(data, dict) or not isinstance(data.get("rl"), dict):
+        return data
+    data = dict(data)
+    for key, value in data.pop("rl").items():
+        for section in _RL_KEYS.get(key, ()):
+            data.setdefault(section, {})[key] = value
+    return data
+
+
 def describe(key: str) -> str:
     """The one-line description of a dotted config key ('train.lr'): the CLI's help for the
     flag that sets it, so each option's text is written once, beside its field."""

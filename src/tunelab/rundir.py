@@ -55,9 +55,9 @@ class RunDir:
         return self.path.name
 
     def config(self):
-        from tunelab.config import RunConfig
+        from tunelab.config import RunConfig, upgrade
 
-        return RunConfig.model_validate(yaml.safe_load(self.config_file.read_text()))
+        return RunConfig.model_validate(upgrade(yaml.safe_load(self.config_file.read_text())))
 
     def summary(self) -> dict:
         return json.loads(self.summary_file.read_text()) if self.summary_file.is_file() else {}

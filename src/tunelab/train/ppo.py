@@ -62,4 +62,4 @@ def loop_settings(cfg: RunConfig, n_prompts: int, run_dir: RunDir, checkpoint: s
         max_new_tokens=p.max_new_tokens, temperature=p.temperature, lr=t.lr, clip=p.clip, vf_coef=p.vf_coef,
         kl_coef=p.kl_coef, gamma=p.gamma, lam=p.lam, max_grad_norm=t.max_grad_norm, weight_decay=t.weight_decay,
         seed=t.seed, save_steps=t.save_steps or max(1, steps // 4), checkpoint_dir=str(run_dir.checkpoints),
-        resume_from=checkpoint)
+        resume_from=checkpoint, save_total_limit=t.save_total_limit)

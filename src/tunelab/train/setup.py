@@ -137,6 +137,8 @@ def cuda() -> bool:
 def trainer_args(config_cls, cfg: RunConfig, run_dir: RunDir, n_train: int, has_val: bool, **extra):
     """The one list of TrainingArguments every recipe starts from; ``extra`` adds or replaces
     the stage's own (TRL's SFTConfig, DPOConfig, RewardConfig, RLOOConfig)."""
+    from tunelab.train import guards
+
     t = cfg.train
     plan = schedule(cfg, n_train)
     args = dict(
@@ -148,7 +150,7 @@ def trainer_args(config_cls, cfg: RunConfig, run_dir: RunDir, n_train: int, has_
         eval_strategy="steps" if has_val else "no", eval_steps=plan.eval_steps,
         save_strategy="steps", save_steps=plan.save_steps, save_total_limit=t.save_total_limit,
         seed=t.seed, data_seed=t.seed, report_to="none", disable_tqdm=True, dataloader_num_workers=0,
-        use_cpu=not cuda(), **_guards().TRAINER_ARGS)
+        use_cpu=not cuda(), **guards.TRAINER_ARGS)
     return config_cls(**{**args, **extra})
 
 
@@ -159,16 +161,15 @@ def fit(trainer, run_dir: RunDir, events: EventSink, resume_from: str | None = N
     anything is saved."""
     from transformers.trainer_callback import PrinterCallback
 
+    from tunelab.train import guards
     from tunelab.train.callbacks import EventCallback, MetricsCallback
-
-    guards = _guards()
 
     trainer.remove_callback(PrinterCallback)  # progress goes to the event sink, not stdout
     signals = guards.StopOnSignal()
     for callback in (MetricsCallback(run_dir.metrics), EventCallback(events), guards.NonFiniteGuard(), signals):
         trainer.add_callback(callback)
     start = time.perf_counter()
-    with guards.friendly_oom():
+    with guards.friendly_oom(), signals:
         result = trainer.train(resume_from_checkpoint=resume_from)
     guards.raise_if_interrupted(signals, run_dir)
     return float(result.training_loss), time.perf_counter() - start
@@ -241,13 +242,3 @@ def conversational_pairs(pairs: list[dict]):
     return Dataset.from_list([{"prompt": p["prompt"], "chosen": [{"role": "assistant", "content": p["chosen"]}],
                                "rejected": [{"role": "assistant", "content": p["rejected"]}]} for p in pairs])
 
-
-def _guards():  # INTERIM until train/guards.py lands
-    try:
-        from tunelab.train import guards
-        return guards
-    except ImportError:
-        import contextlib, types
-        from transformers import TrainerCallback
-        return types.SimpleNamespace(TRAINER_ARGS={}, StopOnSignal=TrainerCallback, NonFiniteGuard=TrainerCallback,
-                                     friendly_oom=contextlib.nullcontext, raise_if_interrupted=lambda *a: None)
