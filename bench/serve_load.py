@@ -1,8 +1,9 @@
 """Bounded load on a real `tunelab serve` (bundled model, 127.0.0.1): many concurrent clients
 sending a mix of valid, invalid and oversized requests, streamed and not, for a fixed time.
 
-Valid requests ask for 8 tokens. Reports requests/s, p50/p99 latency (all and by kind), the count of 5xx answers (must be 0), the share of 429
-(load shedding) and the server's peak RSS. Prints one JSON line.
+Valid requests ask for 8 tokens. Reports requests/s, p50/p99 latency (all and by kind), the
+count of 5xx answers (must be 0), the share of 429 (load shedding) and the server's peak RSS.
+Prints one JSON line.
 
     .venv/bin/python bench/serve_load.py [--clients 64] [--seconds 60]
 """

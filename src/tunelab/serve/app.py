@@ -75,9 +75,6 @@ def create_app(engine: Engine, *, keys: ApiKeys | None = None, store: Store | No
     # documents the bearer scheme in the schema; the key itself is checked by EdgeMiddleware
     bearer = [Security(HTTPBearer(auto_error=False))]
 
-    def label(model: str) -> str:
-        return model if engine.knows(model) else UNKNOWN_MODEL
-
     @app.get("/health")
     async def health(request: Request):
         """Liveness; the served model names only with a valid key (or when none is set)."""
@@ -112,21 +109,7 @@ def create_app(engine: Engine, *, keys: ApiKeys | None = None, store: Store | No
         ids = await tokenize(_text_ids, engine.tokenizer, body.text())
         return await complete(request, body, ids, chat=False, prompt_text=body.text())
 
-    @app.post("/v1/feedback", dependencies=bearer, responses=ERRORS)
-    async def feedback(body: FeedbackRequest):
-        if store is None:
-            raise ApiError(400, "feedback needs the request log (start the server with a --db)")
-        if body.rating is None and body.preferred_output is None:
-            raise ApiError(400, "give a rating or a preferred_output", param="rating", code="missing_required_parameter")
-        try:
-            stored = await asyncio.wrap_future(store.submit(store.add_feedback_if_logged, body.request_id, body.rating,
-                                                            body.preferred_output, body.comment))
-        except Exception as exc:  # the log's own failure (disk full, locked): say so without a traceback
-            raise ApiError(503, f"feedback could not be stored ({type(exc).__name__})", type="server_error",
-                           code="store_unavailable") from None
-        if not stored:
-            raise ApiError(404, f"no request with id '{body.request_id}'", param="request_id", code="not_found")
-        return {"status": "stored", "request_id": body.request_id}
+    _feedback_route(app, store, bearer)
 
     async def complete(request: Request, body, ids: list[int], *, chat: bool, prompt_text: str):
         job = _job(engine, body, ids, "messages" if chat else "prompt")
@@ -145,6 +128,25 @@ def create_app(engine: Engine, *, keys: ApiKeys | None = None, store: Store | No
         return await _answer(request, job, body, chat, record)
 
     return app
+
+
+def _feedback_route(app: FastAPI, store: Store | None, bearer: list) -> None:
+    @app.post("/v1/feedback", dependencies=bearer, responses=ERRORS)
+    async def feedback(body: FeedbackRequest):
+        if store is None:
+            raise ApiError(400, "feedback needs the request log (start the server with a --db)")
+        if body.rating is None and body.preferred_output is None:
+            raise ApiError(400, "give a rating or a preferred_output", param="rating",
+                           code="missing_required_parameter")
+        try:
+            stored = await asyncio.wrap_future(store.submit(store.add_feedback_if_logged, body.request_id,
+                                                            body.rating, body.preferred_output, body.comment))
+        except Exception as exc:  # the log's own failure (disk full, locked): say so without a traceback
+            raise ApiError(503, f"feedback could not be stored ({type(exc).__name__})", type="server_error",
+                           code="store_unavailable") from None
+        if not stored:
+            raise ApiError(404, f"no request with id '{body.request_id}'", param="request_id", code="not_found")
+        return {"status": "stored", "request_id": body.request_id}
 
 
 def _known(engine: Engine, model: str, metrics: Metrics) -> None:

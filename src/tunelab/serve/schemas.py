@@ -85,7 +85,8 @@ class _Sampling(BaseModel):
     max_completion_tokens: int | None = Field(None, ge=1, le=MAX_TOKENS_LIMIT)
     temperature: float = Field(1.0, ge=0.0, le=2.0, description="below 1e-5 is greedy, like 0")
     top_p: float = Field(1.0, gt=0.0, le=1.0)
-    stop: StopText | Annotated[list[StopText], Field(max_length=4)] | None = Field(None, description="up to 4 sequences")
+    stop: StopText | Annotated[list[StopText], Field(max_length=4)] | None = Field(
+        None, description="up to 4 sequences")
     seed: int | None = Field(None, ge=SEED_MIN, le=SEED_MAX)
     n: int = Field(1, ge=1, le=1, description="one choice per request")
     stream: bool = False
@@ -163,10 +164,12 @@ class ChatRequest(_Sampling):
 class CompletionRequest(_Sampling):
     prompt: PromptText | Annotated[list[PromptText], Field(min_length=1, max_length=1)] = Field(
         ..., description="a non-empty string (or a list holding one)")
-    logprobs: int | None = Field(None, description="not supported: refused when given", json_schema_extra={"enum": [None]})
+    logprobs: int | None = Field(None, description="not supported: refused when given",
+                                 json_schema_extra={"enum": [None]})
     echo: bool = Field(False, description="not supported: only false", json_schema_extra={"enum": [False]})
     best_of: int | None = Field(None, ge=1, le=1, description="one choice per request")
-    suffix: str | None = Field(None, description="not supported: refused when given", json_schema_extra={"enum": [None]})
+    suffix: str | None = Field(None, description="not supported: refused when given",
+                               json_schema_extra={"enum": [None]})
 
     @field_validator("logprobs", "suffix")
     @classmethod
