@@ -176,9 +176,9 @@ def demo_rlhf(out: str | Path = "runs/demo-rlhf", *, model: str | None = None,
 
 
 # ---------------------------------------------------------------- serve
-def serve(**options) -> None:
-    """Serve a base model and its adapters with the OpenAI-compatible API until stopped
-    (options: see tunelab.serve.launch.serve)."""
+def serve(model: str = catalog.DEFAULT_MODEL, **options) -> None:
+    """Serve a base model and its adapters with the OpenAI-compatible API until SIGTERM or
+    Ctrl-C (adapters, runs, host, port, keys, limits: see tunelab.serve.launch.serve)."""
     from tunelab.serve.launch import serve as run_server
 
-    run_server(**options)
+    run_server(model, **options)

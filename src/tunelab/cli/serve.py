@@ -50,7 +50,7 @@ def serve_cmd(
                                         help="open connections; beyond them the server answers 503"),
 ) -> None:
     """Serve the base model and its adapters with an OpenAI-compatible API."""
-    from tunelab.serve.launch import serve
+    from tunelab import api
 
     pairs = {}
     for item in adapters or []:
@@ -61,7 +61,7 @@ def serve_cmd(
     limits = Limits(max_body_bytes=max_body_bytes, max_prompt_chars=max_prompt_chars, max_concurrent=max_concurrent,
                     max_queue=max_queue, max_batch=max_batch, read_timeout=read_timeout, keep_alive=keep_alive,
                     shutdown_timeout=shutdown_timeout, max_connections=max_connections)
-    serve(model, adapters=pairs, runs=runs, host=host, port=port, api_key=api_key, api_keys_file=api_keys_file,
+    api.serve(model, adapters=pairs, runs=runs, host=host, port=port, api_key=api_key, api_keys_file=api_keys_file,
           db=db, log_content=log_content, dtype=dtype, limits=limits, say=console.print,
           warn=lambda text: console.print(f"[yellow]{text}[/yellow]"))
 
