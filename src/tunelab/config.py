@@ -71,6 +71,12 @@ class TrainSection(_Section):
     save_steps: int | None = Field(None, ge=1, description="checkpoint every N steps (default: with each evaluation)")
     save_total_limit: int = Field(2, ge=1, description="checkpoints kept on disk")
     seed: int = Field(42, description="seed for data split, initialisation and sampling")
+    distributed: Literal["auto", "ddp", "fsdp", "deepspeed"] = Field(
+        "auto", description="how several processes share the work (--nproc-per-node): ddp copies the model to each, "
+                            "fsdp and deepspeed shard it; auto: ddp")
+    distributed_config: str | None = Field(
+        None, description="FSDP or DeepSpeed settings: a shipped name (fsdp-full-shard, fsdp-offload, zero2, zero3) "
+                          "or a JSON file; default: fsdp-full-shard or zero2")
 
     @field_validator("bf16", "gradient_checkpointing", mode="before")
     @classmethod

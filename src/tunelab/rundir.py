@@ -3,6 +3,7 @@
     <run>/config.yaml     resolved config          <run>/adapter/   PEFT adapter (or model/ for full)
          /data/           splits + data_card.json       /checkpoints/  trainer checkpoints (--resume)
          /metrics.jsonl   one object per log step       /run.json     summary (params, time, losses)
+         /launch.json     processes it started on
          /eval.json, report.md
 """
 
@@ -49,6 +50,11 @@ class RunDir:
     @property
     def summary_file(self) -> Path:
         return self.path / "run.json"
+
+    @property
+    def launch_file(self) -> Path:
+        """The processes the run started on (world size, backend, mode), for --resume to compare."""
+        return self.path / "launch.json"
 
     @property
     def name(self) -> str:

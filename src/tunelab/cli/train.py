@@ -5,6 +5,7 @@ so the text is written once; tests/cli check every such flag maps onto a real ke
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import typer
@@ -14,12 +15,13 @@ from tunelab.cli.app import app
 from tunelab.cli.render import ProgressView, console
 from tunelab.config import build_config, describe, with_policy_sources
 from tunelab.methods import METHODS
+from tunelab.train import launch
 
 # flag -> the config key it sets
 FLAG_KEYS = {
     "model": "model.name", "method": "method.name", "data": "data.train", "val": "data.val",
     "epochs": "train.epochs", "max_steps": "train.max_steps", "lr": "train.lr", "batch_size": "train.batch_size",
-    "max_length": "data.max_length", "seed": "train.seed", "stage": "train.stage",
+    "max_length": "data.max_length", "seed": "train.seed", "stage": "train.stage", "distributed": "train.distributed",
 }
 
 
@@ -42,14 +44,30 @@ def train_cmd(
     out: Path = typer.Option(None, "--out", help="run directory to create (default: runs/<method>-<time>)"),
     sets: list[str] = typer.Option(None, "--set", help="override any config key: --set train.lr=1e-4"),
     resume: Path = typer.Option(None, "--resume", help="continue this run directory from its newest complete checkpoint"),
+    distributed: str = typer.Option(None, "--distributed", help=describe("train.distributed")),
+    nproc_per_node: int = typer.Option(None, "--nproc-per-node", help="processes on this machine (one per GPU; on "
+                                       "a CPU, cores are shared among them): re-runs this command under torchrun"),
+    nnodes: int = typer.Option(None, "--nnodes", help="machines in the run (each runs this command with its --node-rank)"),
+    node_rank: int = typer.Option(None, "--node-rank", help="this machine's number, 0 to nnodes-1 (0 writes the run)"),
+    master_addr: str = typer.Option(None, "--master-addr", help="address of machine 0, where the processes meet"),
+    master_port: int = typer.Option(None, "--master-port", help="free port on machine 0 (default 29500)"),
 ) -> None:
     """Fine-tune a model. Defaults: LoRA r=8 on the bundled SmolLM2-135M, lr 2e-4, 3 epochs, batch 8."""
     flags = {"model": model, "method": method, "data": data, "val": val, "epochs": epochs, "max_steps": max_steps,
-             "lr": lr, "batch_size": batch_size, "max_length": max_length, "seed": seed, "stage": stage}
+             "lr": lr, "batch_size": batch_size, "max_length": max_length, "seed": seed, "stage": stage,
+             "distributed": distributed}
     cfg = None
     if resume is None:
         cfg = build_config(config, overrides={FLAG_KEYS[k]: v for k, v in flags.items()}, sets=sets)
         cfg = with_policy_sources(cfg, reward_model, init)
+    if launch.wanted(nproc_per_node, nnodes):
+        launch.check(cfg, resume)
+        launch.launch(launch.strip_launch_flags(sys.argv[1:]), nproc_per_node or 1, nnodes or 1, node_rank or 0,
+                      master_addr, master_port)
+        return
+    if not launch.is_main():  # the other processes of a multi-process run train silently
+        api.train(cfg, out=out, resume=resume)
+        return
     with ProgressView() as progress:
         run = api.train(cfg, out=out, resume=resume, events=progress)
     s = run.summary()

@@ -43,25 +43,29 @@ def is_run(target: str | Path) -> bool:
 
 
 def load_run(target: str | Path, purpose: str = "chat", dtype: str = "float32", *,
-             dequantize: bool = False) -> Loaded:
+             dequantize: bool = False, device_map: str | None = None) -> Loaded:
     """Load a run directory (base + trained weights) or a base model name/id/folder.
 
     ``purpose`` names what the model is for, so a reward run (a score head) is refused with
     the command that does use it. A QLoRA run loads its base in 4-bit as trained, or, with
     ``dequantize``, as the weights those 4-bit values stand for (what a merged export needs).
+    ``device_map`` "auto" spreads the layers over every visible GPU and then CPU memory (a
+    model larger than one GPU); None does so only when the model does not fit one GPU.
     """
+    if device_map not in (None, "auto", "cpu"):
+        raise ValueError(f"device_map {device_map!r} not in (None, 'auto', 'cpu')")
     if purpose not in PURPOSES:
         raise ValueError(f"purpose {purpose!r} not in {PURPOSES}")
     p = Path(target)
     if is_run(p):
-        return _load_run_dir(open_run(p), dtype, dequantize)
+        return _load_run_dir(open_run(p), dtype, dequantize, device_map)
     if p.is_dir() and not (p / "config.json").is_file():
         raise RunError(f"{p}: not a run directory or model folder (no config.yaml or config.json)")
     ref = resolve(str(target))
-    return Loaded(load_model(ref, dtype), load_tokenizer(ref), ref, None, False)
+    return Loaded(load_model(ref, dtype, device_map=device_map), load_tokenizer(ref), ref, None, False)
 
 
-def _load_run_dir(run: RunDir, dtype: str, dequantize: bool) -> Loaded:
+def _load_run_dir(run: RunDir, dtype: str, dequantize: bool, device_map: str | None = None) -> Loaded:
     cfg = run.config()
     ref = resolve(cfg.model.name)
     if cfg.train.stage == "reward":
@@ -71,11 +75,12 @@ def _load_run_dir(run: RunDir, dtype: str, dequantize: bool) -> Loaded:
     tokenizer = load_tokenizer(ref, cfg.model.trust_remote_code)
     if weights == run.adapter:
         method = methods.get(cfg.method.name)
-        base = load_model(ref, dtype, cfg.model.trust_remote_code, **method.load_kwargs(method.settings(cfg.method)))
+        base = load_model(ref, dtype, cfg.model.trust_remote_code, device_map=device_map,
+                          **method.load_kwargs(method.settings(cfg.method)))
         if dequantize and getattr(base, "is_quantized", False):
             import torch
 
             base = base.dequantize(dtype=getattr(torch, dtype))
         return Loaded(methods.attach(base, weights), tokenizer, ref, run, True)
     tuned_ref = ModelRef(ref.name, str(weights), ref.params_b, True)
-    return Loaded(load_model(tuned_ref, dtype), tokenizer, ref, run, False)
+    return Loaded(load_model(tuned_ref, dtype, device_map=device_map), tokenizer, ref, run, False)

@@ -128,13 +128,22 @@ def load_tokenizer(ref: ModelRef, trust_remote_code: bool = False):
     return tok
 
 
-def load_model(ref: ModelRef, dtype: str = "float32", trust_remote_code: bool = False, head: str = "lm", **kwargs):
+def load_model(ref: ModelRef, dtype: str = "float32", trust_remote_code: bool = False, head: str = "lm",
+               device_map=None, **kwargs):
     """Load a causal LM in ``dtype`` (float32 | bfloat16 | float16); ``head="reward"`` puts a
-    one-output score head on the same body instead (a reward model)."""
+    one-output score head on the same body instead (a reward model).
+
+    ``device_map``: None places the model by ``default_device_map`` (this process's GPU, or
+    layers spread over every GPU and CPU memory when it does not fit one); "auto" always
+    spreads; "cpu" keeps it in CPU memory; a dict is passed to from_pretrained as it is."""
     import torch
     from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification
 
     torch_dtype = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}[dtype]
+    if device_map is None:
+        device_map = default_device_map(ref, dtype, quantized="quantization_config" in kwargs)
+    if device_map != "cpu" and device_map is not None:
+        kwargs["device_map"] = device_map  # placed as it loads: never a whole copy on the wrong device first
     if head == "reward":
         model = _from_pretrained(AutoModelForSequenceClassification, ref, dtype=torch_dtype, num_labels=1,
                                  trust_remote_code=trust_remote_code, **kwargs)
@@ -143,10 +152,36 @@ def load_model(ref: ModelRef, dtype: str = "float32", trust_remote_code: bool = 
     else:
         model = _from_pretrained(AutoModelForCausalLM, ref, dtype=torch_dtype, trust_remote_code=trust_remote_code,
                                  **kwargs)
-    placed = getattr(model, "is_quantized", False) or getattr(model, "hf_device_map", None) is not None
-    if torch.cuda.is_available() and not placed:
-        model = model.to("cuda")  # (quantized and device-mapped models are placed as they load)
     return model
+
+
+def local_gpu() -> int:
+    """This process's GPU: LOCAL_RANK under a multi-process launcher (torchrun, accelerate), else 0."""
+    return int(os.environ.get("LOCAL_RANK", "0"))
+
+
+def default_device_map(ref: ModelRef, dtype: str, quantized: bool = False):
+    """None on a machine without a GPU; this process's GPU when the weights fit in 90% of its
+    memory; "auto" (layers over every visible GPU, then CPU memory) when they do not."""
+    import torch
+
+    if not torch.cuda.is_available():
+        return None
+    gpu = local_gpu()
+    weights = weight_bytes(ref, dtype, quantized)
+    if weights is not None and weights > 0.9 * torch.cuda.get_device_properties(gpu).total_memory:
+        return "auto"
+    return {"": gpu}
+
+
+def weight_bytes(ref: ModelRef, dtype: str, quantized: bool = False) -> float | None:
+    """Bytes of the weights in ``dtype`` (4-bit: half a byte each); None when the size is unknown."""
+    try:
+        params = model_params(ref)
+    except ModelError:
+        return None
+    per = 0.5 if quantized else {"float32": 4, "bfloat16": 2, "float16": 2}[dtype]
+    return params * per
 
 
 def count_params(model) -> int:

@@ -11,7 +11,7 @@
 - The loss is computed only at loss-bearing positions, in tiles, without the full
   [tokens, vocab] logits: TRL's fused LM head, which its SFTTrainer uses for the loss.
 - Activation checkpointing only when the activations would not fit in memory.
-- One compute thread per available core.
+- One compute thread per available core (shared among the processes of a multi-process run).
 """
 
 from __future__ import annotations
@@ -92,13 +92,17 @@ def needs_checkpointing(config, batch_tokens: int, seq_len: int, bf16: bool, bud
 
 
 def set_threads() -> int:
-    """Use every core this process may run on (torch defaults to physical cores only)."""
+    """Use every core this process may run on (torch defaults to physical cores only), shared
+    among the processes of the run on this machine (train/distributed.py)."""
     import torch
 
+    from tunelab.train.distributed import threads_per_process
+
     try:
-        n = len(os.sched_getaffinity(0))
+        cores = len(os.sched_getaffinity(0))
     except AttributeError:  # not on Linux
-        n = os.cpu_count() or 1
+        cores = os.cpu_count() or 1
+    n = threads_per_process(cores)
     if not torch.cuda.is_available():
         torch.set_num_threads(n)
     return n

@@ -17,11 +17,13 @@ from tunelab.config import RunConfig
 from tunelab.data.split import split_indices
 from tunelab.device import use_bf16
 from tunelab.errors import RunError
-from tunelab.events import EventSink
+from tunelab.events import EventSink, no_events
 from tunelab.inference.load import resolve_dtype
 from tunelab.io import atomic_write_json, atomic_write_text
 from tunelab.models.load import load_model, load_tokenizer, resolve
 from tunelab.rundir import RunDir
+from tunelab.train import distributed
+from tunelab.train.distributed import on_main  # recipes write their own files through it: one writer per run
 
 
 @dataclass
@@ -48,13 +50,21 @@ def run_path(cfg: RunConfig) -> Path:
 
 
 def start_run(cfg: RunConfig, run_dir: RunDir) -> RunConfig:
-    """Create the run directory (never over an existing one) and write the resolved config."""
+    """Create the run directory (never over an existing one) and write the resolved config and
+    the processes it runs on. Every process checks before any writes (so all of them refuse an
+    existing folder alike); only the main process writes."""
     if run_dir.path.exists() and any(run_dir.path.iterdir()):
         raise RunError(f"{run_dir.path}: already exists and is not empty; choose another --out or --resume it")
+    distributed.wait_for_everyone()
     cfg = cfg.model_copy(update={"name": run_dir.name})
+    distributed.on_main(_write_start, cfg, run_dir)
+    return cfg
+
+
+def _write_start(cfg: RunConfig, run_dir: RunDir) -> None:
     run_dir.path.mkdir(parents=True, exist_ok=True)
     atomic_write_text(run_dir.config_file, cfg.to_yaml())
-    return cfg
+    atomic_write_json(run_dir.launch_file, distributed.describe(cfg))
 
 
 def split(rows: list, keys: list[str], fraction: float, seed: int) -> tuple[list, list]:
@@ -66,7 +76,11 @@ def split(rows: list, keys: list[str], fraction: float, seed: int) -> tuple[list
 
 
 def finish(run_dir: RunDir, summary: dict) -> RunResult:
-    atomic_write_json(run_dir.summary_file, summary)
+    """run.json, written by the main process once every process has finished: the processes
+    that trained the run, and the real tokens and tokens/s of all of them together."""
+    cfg = run_dir.config()
+    summary = {**distributed.summed_tokens(summary), "distributed": distributed.describe(cfg)}
+    distributed.on_main(atomic_write_json, run_dir.summary_file, summary)
     return RunResult(run_dir, summary)
 
 
@@ -88,13 +102,15 @@ def load_base(cfg: RunConfig, *, head: str = "lm", dtype: str | None = None):
     unknown model) before a recipe writes anything it cannot finish."""
     from tunelab.train import fastpath
 
+    distributed.check(cfg)
     method = methods.get(cfg.method.name)
     load_kwargs = method.load_kwargs(method.settings(cfg.method))
     ref = resolve(cfg.model.name)
     tokenizer = load_tokenizer(ref, cfg.model.trust_remote_code)
-    if cfg.train.fast:
+    if cfg.train.fast or distributed.world_size() > 1:  # several processes must never each take every core
         fastpath.set_threads()
-    model = load_model(ref, dtype or base_dtype(cfg), cfg.model.trust_remote_code, head=head, **load_kwargs)
+    model = load_model(ref, dtype or base_dtype(cfg), cfg.model.trust_remote_code, head=head,
+                       device_map=distributed.device_map(cfg), **load_kwargs)
     return ref, tokenizer, model
 
 
@@ -116,7 +132,8 @@ def trainable(model) -> dict:
 def save_weights(cfg: RunConfig, model, tokenizer, run_dir: RunDir) -> None:
     """The trained weights into adapter/ (or model/ for full fine-tuning), swapped in atomically."""
     method = methods.get(cfg.method.name)
-    methods.save_atomically(method, model, tokenizer, run_dir.model if method.saves == "model" else run_dir.adapter)
+    folder = run_dir.model if method.saves == "model" else run_dir.adapter
+    distributed.on_main(methods.save_atomically, method, model, tokenizer, folder)
 
 
 # ------------------------------------------------------------------------------- the trainer
@@ -150,7 +167,7 @@ def trainer_args(config_cls, cfg: RunConfig, run_dir: RunDir, n_train: int, has_
         eval_strategy="steps" if has_val else "no", eval_steps=plan.eval_steps,
         save_strategy="steps", save_steps=plan.save_steps, save_total_limit=t.save_total_limit,
         seed=t.seed, data_seed=t.seed, report_to="none", disable_tqdm=True, dataloader_num_workers=0,
-        use_cpu=not cuda(), **guards.TRAINER_ARGS)
+        use_cpu=not cuda(), **guards.TRAINER_ARGS, **distributed.trainer_args(cfg))
     return config_cls(**{**args, **extra})
 
 
@@ -165,11 +182,14 @@ def fit(trainer, run_dir: RunDir, events: EventSink, resume_from: str | None = N
     from tunelab.train.callbacks import EventCallback, MetricsCallback
 
     trainer.remove_callback(PrinterCallback)  # progress goes to the event sink, not stdout
+    events = events if distributed.is_main() else no_events  # one progress display for the run
+    if resume_from is not None:
+        distributed.note_world_size(run_dir, events)
     signals = guards.StopOnSignal()
     for callback in (MetricsCallback(run_dir.metrics), EventCallback(events), guards.NonFiniteGuard(), signals):
         trainer.add_callback(callback)
     start = time.perf_counter()
-    with guards.friendly_oom(), signals:
+    with guards.friendly_oom(), distributed.peer_guard(), signals:
         result = trainer.train(resume_from_checkpoint=resume_from)
     guards.raise_if_interrupted(signals, run_dir)
     return float(result.training_loss), time.perf_counter() - start
@@ -179,7 +199,7 @@ def resume_point(run_dir: RunDir) -> str:
     """The newest complete checkpoint, with metrics.jsonl cut back to its step so the replayed
     steps are not logged twice."""
     checkpoint = run_dir.resume_checkpoint()
-    run_dir.truncate_metrics(checkpoint_step(checkpoint))
+    distributed.on_main(run_dir.truncate_metrics, checkpoint_step(checkpoint))
     return str(checkpoint)
 
 
@@ -224,6 +244,10 @@ def _saved(run_dir: RunDir, loader) -> tuple[list, list]:
 
 
 def save_pairs(run_dir: RunDir, train: list[dict], val: list[dict]) -> None:
+    distributed.on_main(_write_pairs, run_dir, train, val)
+
+
+def _write_pairs(run_dir: RunDir, train: list[dict], val: list[dict]) -> None:
     from tunelab.data.load import write_jsonl
 
     write_jsonl(run_dir.data / "train.jsonl", train)

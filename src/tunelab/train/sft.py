@@ -37,7 +37,7 @@ def run(cfg: RunConfig, run_dir: RunDir, events: EventSink = no_events, resume: 
     checkpoint = setup.resume_point(run_dir) if resume else None
     if not resume:
         cfg = setup.start_run(cfg, run_dir)
-        _save_data(cfg, run_dir, train_rows, val_rows, enc_train, enc_val)
+        setup.on_main(_save_data, cfg, run_dir, train_rows, val_rows, enc_train, enc_val)  # one writer per run
 
     model = setup.apply_method(model, cfg)
     trainable = setup.trainable(model)
