@@ -110,6 +110,9 @@ def check(cfg: RunConfig) -> None:
                           "and reference on one device); use --stage rloo for policy optimisation over several "
                           "processes, or drop --nproc-per-node")
     chosen = mode(cfg)
+    if chosen == "fsdp" and not _cuda():  # accelerate would quietly run DDP instead (seen with torch 2.13)
+        raise ConfigError("train.distributed=fsdp shards over GPUs; on a CPU the trainer would run plain DDP, "
+                          "so use train.distributed=ddp here")
     if chosen == "fsdp" and cfg.method.name == "qlora":
         raise ConfigError("method qlora under train.distributed=fsdp needs a 4-bit base stored in the compute dtype, "
                           "which tunelab's qlora does not load; use train.distributed=ddp (each GPU holds the 4-bit "

@@ -111,8 +111,10 @@ def launch(command: list[str], nproc_per_node: int, nnodes: int = 1, node_rank: 
 
 
 def failure_line(failures: dict) -> str:
-    """One line naming the first process that failed and how."""
-    global_rank, failure = min(failures.items())
+    """One line naming the process that failed and how. The launcher stops the others with
+    SIGTERM and lists them too, so a process ended otherwise is the cause."""
+    causes = {r: f for r, f in failures.items() if f.exitcode != -signal.SIGTERM} or failures
+    global_rank, failure = min(causes.items())
     how = (f"was killed by {failure.signal_name()}" if failure.exitcode < 0
            else f"exited with code {failure.exitcode}")
     return (f"process rank {global_rank} (local rank {failure.local_rank}) {how}; the launcher stopped the other "
