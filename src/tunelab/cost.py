@@ -6,6 +6,7 @@ and memory of each method. Prices and measured throughput live in resources/pric
 from __future__ import annotations
 
 import json
+import math
 from functools import lru_cache
 
 from tunelab import resources
@@ -34,6 +35,35 @@ def training_memory_bytes(params: float, method: str) -> float:
     return m.base_bytes * params + 16.0 * m.trainable_share * params
 
 
+# Headroom on each GPU for activations, the CUDA context and fragmentation: the weights, gradients
+# and optimizer state are planned into this share of its memory.
+GPU_USABLE = 0.8
+
+
+def gpus_needed(params: float, method: str, gpu_bytes: float) -> dict:
+    """GPUs of ``gpu_bytes`` each that training needs. DDP keeps a whole copy per GPU, so it
+    fits on one or not at all; FSDP / DeepSpeed ZeRO-3 shard weights, gradients and optimizer
+    state evenly, so they need ceil(total / usable memory per GPU)."""
+    total = training_memory_bytes(params, method)
+    usable = GPU_USABLE * gpu_bytes
+    sharded = max(1, math.ceil(total / usable))
+    return {"memory_gb": round(total / 1e9, 1), "ddp": 1 if total <= usable else None, "fsdp": sharded,
+            "mode": "ddp" if total <= usable else "fsdp"}
+
+
+def parse_bytes(text: str) -> float:
+    """'80GB', '24 GiB', '40g' -> bytes (decimal GB, binary GiB)."""
+    import re
+
+    from tunelab.errors import ConfigError
+
+    match = re.fullmatch(r"\s*([0-9]*\.?[0-9]+)\s*(gib|gb|g|tib|tb|t)?\s*", text.lower())
+    if not match:
+        raise ConfigError(f"--gpu-memory {text!r}: expected a size like 80GB or 24GiB")
+    unit = {"gib": 2**30, "gb": 1e9, "g": 1e9, "tib": 2**40, "tb": 1e12, "t": 1e12}[match.group(2) or "gb"]
+    return float(match.group(1)) * unit
+
+
 def seconds_on_this_machine(params: float, tokens: float, method: str) -> float:
     """Wall time at the throughput measured for the bundled 135M model on this machine's CPU,
     scaled by FLOPs per token for other sizes (a rough guide for large models)."""
@@ -44,7 +74,7 @@ def seconds_on_this_machine(params: float, tokens: float, method: str) -> float:
     return tokens / rate * training_flops(params, 1.0, method) / ref_flops
 
 
-def estimate(tokens_per_epoch: int, epochs: float, params: float, method: str) -> dict:
+def estimate(tokens_per_epoch: int, epochs: float, params: float, method: str, gpu_bytes: float | None = None) -> dict:
     total = tokens_per_epoch * epochs
     table = prices()
     api = {name: {"training_usd": round(total / 1000 * p["training"], 4),
@@ -59,6 +89,8 @@ def estimate(tokens_per_epoch: int, epochs: float, params: float, method: str) -
             "hours_on_this_cpu": round(secs / 3600, 3),
             "cpu_cost_usd": round(secs / 3600 * table["self_hosted"]["cpu_hour"], 4),
         }
+        if gpu_bytes:
+            self_hosted[m]["gpus"] = gpus_needed(params, m, gpu_bytes)
     return {
         "tokens_per_epoch": tokens_per_epoch,
         "epochs": epochs,
@@ -71,7 +103,7 @@ def estimate(tokens_per_epoch: int, epochs: float, params: float, method: str) -
     }
 
 
-def estimate_file(data, *, model: str, method: str = "lora", epochs: float = 3.0) -> dict:
+def estimate_file(data, *, model: str, method: str = "lora", epochs: float = 3.0, gpu_memory: str | None = None) -> dict:
     """Training tokens, API price and self-hosted FLOPs/time/memory for fine-tuning on ``data``."""
     from tunelab import methods
     from tunelab.data import dataset
@@ -86,4 +118,4 @@ def estimate_file(data, *, model: str, method: str = "lora", epochs: float = 3.0
     ref = resolve(model)
     tokens = sum(count_tokens(load_tokenizer(ref), conversations))
     return {"data": str(data), "rows": len(conversations), "model": ref.name,
-            **estimate(tokens, epochs, model_params(ref), method)}
+            **estimate(tokens, epochs, model_params(ref), method, parse_bytes(gpu_memory) if gpu_memory else None)}

@@ -279,3 +279,18 @@ def test_resume_at_the_same_world_size_and_a_changed_one_is_said(tiny_model, tmp
     changed = _train(["--resume", str(run)])
     assert changed.returncode == 0, changed.stderr[-2000:]
     assert "resuming at world size 1; the run started at world size 2" in " ".join((changed.stdout + changed.stderr).split())
+
+
+def test_gpus_needed_follow_the_memory_model():
+    from tunelab import cost
+
+    gpu = cost.parse_bytes("80GB")
+    assert gpu == 80e9 and cost.parse_bytes("24GiB") == 24 * 2**30
+    with pytest.raises(ConfigError, match="--gpu-memory"):
+        cost.parse_bytes("lots")
+    small = cost.gpus_needed(0.135e9, "lora", gpu)
+    assert small["ddp"] == 1 and small["mode"] == "ddp"
+    big = cost.gpus_needed(70e9, "full", gpu)  # a whole copy per GPU cannot fit: sharded over several
+    assert big["ddp"] is None and big["mode"] == "fsdp"
+    assert big["fsdp"] * cost.GPU_USABLE * gpu >= cost.training_memory_bytes(70e9, "full")
+    assert (big["fsdp"] - 1) * cost.GPU_USABLE * gpu < cost.training_memory_bytes(70e9, "full")
