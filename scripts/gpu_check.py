@@ -1,6 +1,7 @@
 """GPU check of the paths a CPU cannot run: SFT with bf16 autocast, QLoRA's 4-bit base
 (bitsandbytes CUDA kernels), model placement for eval/chat, and the reward -> DPO -> PPO ->
-RLOO stages, all on a tiny random model on one CUDA device. Prints one line per check and
+RLOO stages on one CUDA device, then DDP (LoRA, QLoRA) and FSDP over every visible GPU through
+`tunelab train --nproc-per-node` and a --device-map auto load, all on a tiny random model. Prints one line per check and
 writes $OUT/gpu_check.json (or /tmp/out). The numbers are meaningless (a random model):
 it checks that every path runs on the GPU.
 
@@ -72,5 +73,23 @@ step("reward", lambda: stage("reward", {}))
 step("dpo", lambda: stage("dpo", {}))
 step("ppo", lambda: stage("ppo", {"ppo.reward_model": str(work / "reward"), "ppo.init": str(work / "lora")}))
 step("rloo", lambda: stage("rloo", {"rloo.reward_model": str(work / "reward"), "rloo.init": str(work / "lora")}))
+def multi(mode, method="lora"):
+    import subprocess
+    n = max(2, torch.cuda.device_count())
+    run = work / f"{mode}-{method}"
+    cmd = [sys.executable, "-m", "tunelab", "train", "--model", tiny, "--data", str(memo), "--method", method,
+           "--max-steps", "6", "--batch-size", "2", "--out", str(run), "--nproc-per-node", str(n), "--distributed", mode]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-1500:]
+    return {"processes": n, **json.loads((run / "run.json").read_text())["distributed"]}
+step("ddp_lora", lambda: multi("ddp"))
+step("ddp_qlora", lambda: multi("ddp", "qlora"))
+step("fsdp_lora", lambda: multi("fsdp"))
+def device_map_auto():
+    from tunelab.inference.load import load_run
+    loaded = load_run(work / "lora", device_map="auto")
+    ans = api.reply(loaded, [{"role": "user", "content": "Code word 3?"}], max_new_tokens=6)
+    return {"device_map": sorted(set(map(str, getattr(loaded.model, "hf_device_map", {}).values()))), "answer": ans}
+step("device_map_auto", device_map_auto)
 (out / "gpu_check.json").write_text(json.dumps(results, indent=1))
 print("ALL", all(r["ok"] for r in results.values()))
