@@ -10,10 +10,9 @@ from tests.conftest import MEMO_ROWS, write_jsonl
 from tunelab import methods
 from tunelab.methods import METHODS
 from tunelab.config import build_config
-from tunelab.data import dataset
-from tunelab.models.load import load_model, load_tokenizer, resolve
+from tunelab.models.load import load_model, resolve
 from tunelab.rundir import RunDir
-from tunelab.train import sft
+from tunelab.train import setup, stages
 
 # Learning rates that memorise the tiny set in ~40 steps; soft prompts need the largest.
 LR = {"full": 3e-3, "lora": 1e-2, "dora": 1e-2, "qlora": 1e-2, "ia3": 5e-2, "adapter": 1e-2,
@@ -29,30 +28,34 @@ def logits(model):
 
 @pytest.fixture(scope="module", params=list(methods.METHODS))
 def trained(request, tiny_model, tmp_path_factory):
+    """A run of each method through the SFT recipe, with the model it trained kept in memory
+    (captured where the recipe applies the method) beside copies of the base's weights."""
     name = request.param
     if name == "qlora":
         from tunelab.methods.qlora import check_available
 
         check_available()
     folder = tmp_path_factory.mktemp(name)
-    cfg = build_config(overrides={"model.name": tiny_model, "method.name": name, "train.epochs": 40},
+    data = write_jsonl(folder / "m.jsonl", MEMO_ROWS)
+    cfg = build_config(overrides={"model.name": tiny_model, "method.name": name, "train.epochs": 40,
+                                  "data.train": str(data), "data.val": str(data)},
                        sets=[f"train.lr={LR[name]}", "train.batch_size=8", "train.scheduler=constant",
                              "train.bf16=off", "train.logging_steps=1", "train.warmup_ratio=0"])
+    captured = {}
+    apply = setup.apply_method
+
+    def capturing(model, cfg, task="CAUSAL_LM"):
+        captured["base_params"] = [(p, p.detach().clone()) for p in model.parameters()]
+        captured["model"] = apply(model, cfg, task)
+        return captured["model"]
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(setup, "apply_method", capturing)
+        run = stages.run(cfg, RunDir(folder / "run")).run_dir
     method = methods.get(name)
-    settings = method.settings(cfg.method)
-    ref = resolve(tiny_model)
-    tok = load_tokenizer(ref)
-    model = load_model(ref, **method.load_kwargs(settings))
-    base_params = [(p, p.detach().clone()) for p in model.parameters()]
-    model = method.apply(model, settings)
-    rows = dataset.encode_split(tok, dataset.load_conversations(write_jsonl(folder / "m.jsonl", MEMO_ROWS)),
-                                256, False).rows
-    run = RunDir(folder / "run")
-    run.path.mkdir()
-    summary = sft.run(model, tok, rows, rows, cfg, run)
-    methods.save(method, model, folder / "weights")
-    return {"name": name, "method": method, "model": model, "base_params": base_params, "run": run,
-            "summary": summary, "folder": folder, "ref": ref, "settings": settings}
+    methods.save(method, captured["model"], folder / "weights")
+    return {"name": name, "method": method, "model": captured["model"], "base_params": captured["base_params"],
+            "run": run, "folder": folder, "ref": resolve(tiny_model), "settings": method.settings(cfg.method)}
 
 
 def test_loss_falls(trained):
