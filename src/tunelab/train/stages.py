@@ -40,7 +40,7 @@ def run(cfg: RunConfig, run_dir: RunDir, events: EventSink = no_events, resume: 
         recipe.check(cfg)
     result = recipe.run(cfg, run_dir, events, resume=resume)
     if hasattr(recipe, "report"):
-        write_report(run_dir, run_dir.config(), result.summary, recipe.report(result.summary))
+        setup.on_main(write_report, run_dir, run_dir.config(), result.summary, recipe.report(result.summary))
     return result
 
 
