@@ -86,9 +86,11 @@ def reward(run_dir: str | Path, prompt: str, responses: list[str]) -> list[float
 
 
 # ---------------------------------------------------------------- use a run
-def load(target: str | Path, dtype: str = "float32", *, dequantize: bool = False) -> Loaded:
-    """A run directory (base + trained weights) or a base model, ready for inference."""
-    return load_run(target, "chat", dtype, dequantize=dequantize)
+def load(target: str | Path, dtype: str = "float32", *, dequantize: bool = False,
+         device_map: str | None = None) -> Loaded:
+    """A run directory (base + trained weights) or a base model, ready for inference
+    (``device_map`` "auto" spreads a model larger than one GPU over several)."""
+    return load_run(target, "chat", dtype, dequantize=dequantize, device_map=device_map)
 
 
 def reply(loaded: Loaded, messages: list[dict], *, max_new_tokens: int = 256,
@@ -104,13 +106,13 @@ def reply(loaded: Loaded, messages: list[dict], *, max_new_tokens: int = 256,
 
 def evaluate(target: str | Path, data: str | Path, *, limit: int | None = None, forgetting: bool = True,
              bias: bool = True, judge: str | None = None, judge_key: str | None = None,
-             fresh_base: bool = False, events: EventSink = no_events) -> dict:
+             fresh_base: bool = False, device_map: str | None = None, events: EventSink = no_events) -> dict:
     """Base vs tuned on the same rows (task metrics, perplexity, forgetting, bias, overfitting,
     an optional judge); writes eval.json, report.md and report.html into the run."""
     from tunelab.evaluate.run import evaluate_run
 
     return evaluate_run(target, data, limit=limit, forgetting=forgetting, bias=bias, judge=judge,
-                        judge_key=judge_key, fresh_base=fresh_base, events=events)
+                        judge_key=judge_key, fresh_base=fresh_base, device_map=device_map, events=events)
 
 
 def compare(run_dirs: list[str | Path]) -> list[dict]:

@@ -8,6 +8,7 @@ import typer
 
 from tunelab import api
 from tunelab.cli.app import app
+from tunelab.cli.render import checked_device_map
 from tunelab.cli.render import console
 from tunelab.errors import ConfigError
 
@@ -20,11 +21,12 @@ def chat_cmd(
     system: str = typer.Option(None, "--system", help="system message"),
     max_new_tokens: int = typer.Option(256, "--max-new-tokens", min=1),
     temperature: float = typer.Option(0.0, "--temperature", min=0.0, help="0 = greedy"),
+    device_map: str = typer.Option(None, "--device-map", help="auto: spread the layers over every visible GPU, then CPU memory (a model larger than one GPU); default: one device, or auto when the model does not fit one GPU"),
 ) -> None:
     """Chat in a REPL (empty line or Ctrl-D to quit), or answer one --prompt."""
     if (run_dir is None) == (model is None):
         raise ConfigError("pass either a RUN_DIR or --model M")
-    loaded = api.load(run_dir if run_dir is not None else model)
+    loaded = api.load(run_dir if run_dir is not None else model, device_map=checked_device_map(device_map))
     history: list[dict] = [{"role": "system", "content": system}] if system else []
 
     def answer(text: str) -> str:

@@ -9,7 +9,7 @@ from rich.table import Table
 
 from tunelab import api
 from tunelab.cli.app import app
-from tunelab.cli.render import ProgressView, console, print_json
+from tunelab.cli.render import ProgressView, checked_device_map, console, print_json
 from tunelab.evaluate.report import METRICS
 
 
@@ -27,12 +27,14 @@ def eval_cmd(
                                     help="compute the base model's side again instead of reusing an earlier eval's "
                                          "(same base, rows and settings)"),
     as_json: bool = typer.Option(False, "--json", help="print JSON instead of tables"),
+    device_map: str = typer.Option(None, "--device-map", help="auto: spread the layers over every visible GPU, then CPU memory (a model larger than one GPU); default: one device, or auto when the model does not fit one GPU"),
 ) -> None:
     """Compare the base model and the tuned model on the same rows (greedy decoding), and check
     forgetting, bias and overfitting. Writes eval.json, report.md and report.html into the run."""
     with ProgressView() as progress:
         result = api.evaluate(run_dir, data, limit=limit, forgetting=forgetting, bias=bias, judge=judge,
-                              judge_key=judge_key, fresh_base=fresh_base, events=progress)
+                              judge_key=judge_key, fresh_base=fresh_base, device_map=checked_device_map(device_map),
+                              events=progress)
     if as_json:
         print_json({k: v for k, v in result.items() if k not in ("samples",)})
         return
@@ -111,3 +113,4 @@ def _cell(v) -> str:
     if isinstance(v, list):
         return ", ".join(v) or "none"
     return str(v)
+

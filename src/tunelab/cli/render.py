@@ -63,3 +63,12 @@ class ProgressView:
 
 def _fmt(x) -> str:
     return "-" if x is None else f"{x:.4f}"
+
+
+def checked_device_map(value: str | None) -> str | None:
+    """--device-map: only "auto" (or nothing) is meaningful for a whole model."""
+    from tunelab.errors import ConfigError
+
+    if value not in (None, "auto"):
+        raise ConfigError(f"--device-map {value!r}: expected auto")
+    return value

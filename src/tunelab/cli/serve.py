@@ -7,6 +7,7 @@ from pathlib import Path
 import typer
 
 from tunelab.cli.app import app
+from tunelab.cli.render import checked_device_map
 from tunelab.cli.render import console
 from tunelab.errors import ConfigError
 from tunelab.models.catalog import DEFAULT_MODEL
@@ -31,6 +32,7 @@ def serve_cmd(
     db: Path = typer.Option(Path(DEFAULT_DB), "--db", help="SQLite request log and feedback"),
     log_content: bool = typer.Option(False, "--log-content", help="also store prompts and answers in the log"),
     dtype: str = typer.Option("auto", "--dtype", help="auto (bf16 where supported) | float32 | bfloat16"),
+    device_map: str = typer.Option(None, "--device-map", help="auto: spread the layers over every visible GPU, then CPU memory (a model larger than one GPU); default: one device, or auto when the model does not fit one GPU"),
     max_batch: int = typer.Option(LIMITS.max_batch, "--max-batch", min=1, help="requests generated together"),
     max_queue: int = typer.Option(LIMITS.max_queue, "--max-queue", min=1,
                                   help="requests waiting or generating before answering 429"),
@@ -62,7 +64,8 @@ def serve_cmd(
                     max_queue=max_queue, max_batch=max_batch, read_timeout=read_timeout, keep_alive=keep_alive,
                     shutdown_timeout=shutdown_timeout, max_connections=max_connections)
     api.serve(model, adapters=pairs, runs=runs, host=host, port=port, api_key=api_key, api_keys_file=api_keys_file,
-          db=db, log_content=log_content, dtype=dtype, limits=limits, say=console.print,
+          db=db, log_content=log_content, dtype=dtype, device_map=checked_device_map(device_map), limits=limits,
+          say=console.print,
           warn=lambda text: console.print(f"[yellow]{text}[/yellow]"))
 
 

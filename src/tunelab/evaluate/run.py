@@ -33,7 +33,8 @@ QA_MAX_NEW_TOKENS = 24  # a general-knowledge answer is a few words
 
 def evaluate_run(target: str | Path, data: str | Path, *, limit: int | None = None, forgetting: bool = True,
                  bias: bool = True, judge: str | None = None, judge_key: str | None = None,
-                 fresh_base: bool = False, events: EventSink = no_events) -> dict:
+                 fresh_base: bool = False, device_map: str | None = None,
+                 events: EventSink = no_events) -> dict:
     """Base vs tuned on the rows of ``data`` (the first ``limit``, or ``eval.limit``), plus
     general-knowledge forgetting, bias probes, overfitting and an optional judge (a model, run
     or ``URL#MODEL`` of an OpenAI-compatible API). Writes eval.json, report.md and report.html
@@ -47,7 +48,7 @@ def evaluate_run(target: str | Path, data: str | Path, *, limit: int | None = No
     rows = rows[:limit] if limit else rows
     method = methods.get(cfg.method.name)  # an unknown method fails before any model loads
     dtype = resolve_dtype(cfg.eval.dtype, method.name)
-    base, tuned, loaded = sides.load(run, dtype)
+    base, tuned, loaded = sides.load(run, dtype, device_map)
     work = Workload.build(loaded.tokenizer, rows, cfg, forgetting=forgetting)
     reuse = None
     if cfg.eval.reuse_base:

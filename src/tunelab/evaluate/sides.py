@@ -44,19 +44,19 @@ class Side:
         return self.model
 
 
-def load(run: RunDir, dtype: str) -> tuple[Side, Side, Loaded]:
+def load(run: RunDir, dtype: str, device_map: str | None = None) -> tuple[Side, Side, Loaded]:
     """The base and the tuned side of ``run`` in ``dtype``, in the order they must run (base
     first), and the loaded run (tokenizer, base model reference)."""
     cfg = run.config()
     method = methods.get(cfg.method.name)
-    loaded = load_run(run.path, "eval", dtype)
+    loaded = load_run(run.path, "eval", dtype, device_map=device_map)
     tuned_model = loaded.model
     if loaded.is_adapter:
         base = Side("base", tuned_model, lambda: methods.base_only(tuned_model), merge=False, dtype=dtype)
         mergeable = method.can_merge and not getattr(tuned_model, "is_quantized", False)
         tuned = Side("tuned", tuned_model, nullcontext, merge=mergeable, dtype=dtype)
     else:
-        base_model = load_model(loaded.ref, dtype, cfg.model.trust_remote_code)
+        base_model = load_model(loaded.ref, dtype, cfg.model.trust_remote_code, device_map=device_map)
         base = Side("base", base_model, nullcontext, merge=False, dtype=dtype)
         tuned = Side("tuned", tuned_model, nullcontext, merge=False, dtype=dtype)
     return base, tuned, loaded

@@ -132,7 +132,7 @@ def find_adapters(base: str, adapters: dict[str, str], runs_dir: str | None) -> 
 class Engine:
     def __init__(self, base: str, adapters: dict[str, Adapter], *, max_batch: int = 8, max_queue: int = 64,
                  cache_size: int = 4, default_max_tokens: int = 256, batch_wait: float = 0.01,
-                 dtype: str = "auto") -> None:
+                 dtype: str = "auto", device_map: str | None = None) -> None:
         from tunelab.inference.load import resolve_dtype
         from tunelab.models.load import load_model, load_tokenizer, resolve
 
@@ -140,7 +140,7 @@ class Engine:
         ref = resolve(base)
         self.tokenizer = load_tokenizer(ref)
         self.dtype = resolve_dtype(dtype)  # a bare base model: bf16 where supported
-        self.model = load_model(ref, self.dtype).eval()
+        self.model = load_model(ref, self.dtype, device_map=device_map).eval()  # "auto": over several GPUs
         self.context = int(getattr(self.model.config, "max_position_embeddings", 2048))
         self.adapters = adapters
         self.max_batch, self.max_queue, self.cache_size = max_batch, max_queue, cache_size

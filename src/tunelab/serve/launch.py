@@ -79,7 +79,8 @@ def draining_server(config, engine, drain_after: float):
 def serve(model: str, *, adapters: dict[str, str] | None = None, runs: str | Path | None = None,
           host: str = "127.0.0.1", port: int = 8000, api_key: str | None = None,
           api_keys_file: str | Path | None = None, db: str | Path = "tunelab-serve.sqlite",
-          log_content: bool = False, dtype: str = "auto", limits: Limits | None = None,
+          log_content: bool = False, dtype: str = "auto", device_map: str | None = None,
+          limits: Limits | None = None,
           say: Callable[[str], None] = _stderr, warn: Callable[[str], None] = _stderr) -> None:
     """Serve ``model`` and its adapters (``adapters``: NAME -> run folder; ``runs``: a folder
     whose runs of this base are all served) until SIGTERM or Ctrl-C.
@@ -103,7 +104,8 @@ def serve(model: str, *, adapters: dict[str, str] | None = None, runs: str | Pat
     if exposed:
         warn(exposed)
     found = find_adapters(model, adapters or {}, str(runs) if runs else None)
-    engine = Engine(model, found, max_batch=limits.max_batch, max_queue=limits.max_queue, dtype=dtype)
+    engine = Engine(model, found, max_batch=limits.max_batch, max_queue=limits.max_queue, dtype=dtype,
+                    device_map=device_map)
     store = Store(db, log_content)
     app = create_app(engine, keys=keys, store=store, limits=limits)
     config = uvicorn_config(app, host, port, limits)
