@@ -1,10 +1,10 @@
-"""The Python API: one call per thing a user does. The CLI, the HTTP server's job workers and
-scripts call only these; each is a few lines over the package that does the work.
+"""The Python API: one call per thing a user does, each a few lines over the package doing it.
 
     check_data, prepare_data, estimate       data/, cost.py
     train (and resume), rlhf, reward         train/ (one recipe per stage)
     load, reply, evaluate, compare, export   inference/, evaluate/
-    demo, demo_rlhf                          the shipped recipes in resources/recipes
+    rag_index, rag_ask, compare_rag          rag/
+    demo, demo_rlhf, demo_rag                the shipped recipes in resources/recipes
     serve                                    serve/
 """
 
@@ -16,16 +16,12 @@ from pathlib import Path
 import yaml
 
 from tunelab.config import RunConfig
-from tunelab.data import dataset
 from tunelab.data.validate import Report
 from tunelab.errors import RunError
 from tunelab.events import EventSink, no_events
 from tunelab.inference.load import Loaded, load_run
 from tunelab.models import catalog
-from tunelab.rundir import RunDir, open_run
-
-__all__ = ["check_data", "prepare_data", "estimate", "train", "rlhf", "reward", "load", "reply", "evaluate",
-           "compare", "export", "demo", "demo_rlhf", "serve", "open_run", "Loaded", "RunConfig"]
+from tunelab.rundir import RunDir, open_run  # noqa: F401  (api.open_run: the CLI opens runs through here)
 
 
 # ---------------------------------------------------------------- data
@@ -52,9 +48,9 @@ def prepare_data(path: str | Path, out: str | Path, *, val: float = 0.1, test: f
 def estimate(data: str | Path, *, model: str = catalog.DEFAULT_MODEL, method: str = "lora",
              epochs: float = 3.0) -> dict:
     """Training tokens, API price and self-hosted FLOPs/time/memory for fine-tuning on ``data``."""
-    from tunelab import cost
+    from tunelab.cost import estimate_file
 
-    return cost.estimate_file(data, model=model, method=method, epochs=epochs)
+    return estimate_file(data, model=model, method=method, epochs=epochs)
 
 
 # ---------------------------------------------------------------- train
@@ -96,12 +92,9 @@ def load(target: str | Path, dtype: str = "float32", *, dequantize: bool = False
 def reply(loaded: Loaded, messages: list[dict], *, max_new_tokens: int = 256,
           temperature: float = 0.0, top_p: float = 1.0) -> str:
     """One assistant answer to a conversation."""
-    from tunelab.data.tokens import encode_prompt
-    from tunelab.inference.generate import generate
+    from tunelab.inference.generate import answer_chat
 
-    prompt = encode_prompt(loaded.tokenizer, messages)
-    return generate(loaded.model, loaded.tokenizer, [prompt], max_new_tokens=max_new_tokens, seed=None,
-                    batch_size=1, temperature=temperature, top_p=top_p)[0]
+    return answer_chat(loaded.model, loaded.tokenizer, messages, max_new_tokens, temperature, top_p)
 
 
 def evaluate(target: str | Path, data: str | Path, *, limit: int | None = None, forgetting: bool = True,
@@ -130,6 +123,28 @@ def export(target: str | Path, out: str | Path, *, merge: bool = False, force: b
     return export_run(open_run(target), Path(out), merge=merge, force=force)
 
 
+# ---------------------------------------------------------------- retrieval
+def rag_index(docs: list[str | Path], out: str | Path, **options) -> dict:
+    """Chunk and index documents for retrieval (options: rag.index.build_index); the manifest."""
+    from tunelab.rag.index import build_index
+
+    return build_index(docs, out, **options)
+
+
+def rag_ask(index: str | Path, target: str | Path, question: str, **options) -> dict:
+    """Answer ``question`` with a model or run from the chunks ``index`` retrieves: answer, sources."""
+    from tunelab.rag.answer import ask
+
+    return ask(index, target, question, **options)
+
+
+def compare_rag(index: str | Path, run: str | Path, data: str | Path, **options) -> dict:
+    """Base, base+RAG, tuned and tuned+RAG on the same rows: metrics, cost, a verdict."""
+    from tunelab.rag.compare import compare_rag as compare
+
+    return compare(index, run, data, **options)
+
+
 # ---------------------------------------------------------------- demos
 DEMO_TEST_ROWS = 40
 
@@ -139,21 +154,16 @@ def demo(out: str | Path = "runs/demo", *, sets: list[str] | None = None, events
     the recipe in resources/recipes/demo.yaml."""
     from tunelab import resources
     from tunelab.config import build_config
-    from tunelab.data.load import write_jsonl
-    from tunelab.data.split import row_key, split_indices
 
     out = Path(out)
     if out.exists() and any(out.iterdir()):
         raise RunError(f"{out}: already exists and is not empty; pass another --out")
-    rows = dataset.load_conversations(resources.path("demo_calendar.jsonl"))
-    train_idx, test_idx = split_indices([row_key(r) for r in rows], [DEMO_TEST_ROWS / len(rows)], seed=0)
-    write_jsonl(out / "demo-data" / "train.jsonl", [{"messages": rows[i]} for i in train_idx])
-    write_jsonl(out / "demo-data" / "test.jsonl", [{"messages": rows[i]} for i in test_idx])
+    train_file, test_file = resources.demo_split(out / "demo-data", DEMO_TEST_ROWS)
     recipe = yaml.safe_load(resources.path("recipes/demo.yaml").read_text())
-    cfg = build_config(overrides=recipe | {"data.train": str(out / "demo-data" / "train.jsonl")}, sets=sets)
+    cfg = build_config(overrides=recipe | {"data.train": str(train_file)}, sets=sets)
     start = time.perf_counter()
     run = train(cfg, out=out / "run", events=events)
-    result = evaluate(run.path, out / "demo-data" / "test.jsonl", events=events)
+    result = evaluate(run.path, test_file, events=events)
     return {"run": str(run.path), "seconds": round(time.perf_counter() - start, 1),
             "summary": run.summary(), "eval": result}
 
@@ -162,19 +172,23 @@ def demo_rlhf(out: str | Path = "runs/demo-rlhf", *, model: str | None = None,
               steps: tuple[int, int, int] | None = None, events: EventSink = no_events) -> dict[str, Path]:
     """SFT -> reward model -> PPO on the shipped preference pairs, with the recipe in
     resources/recipes/demo_rlhf.yaml (``steps`` shortens it, e.g. for tests)."""
-    from tunelab import resources
     from tunelab.io import atomic_write_text
+    from tunelab.train.rlhf import demo_config
 
-    config = yaml.safe_load(resources.path("recipes/demo_rlhf.yaml").read_text())
-    for i, stage in enumerate(config["stages"].values()):
-        stage["data"] = str(resources.path(stage["data"]))
-        if steps:
-            stage["train"]["max_steps"] = steps[i]
-    if model:
-        config["model"] = {"name": model}
+    config = demo_config(model, steps)
     runs = rlhf(config, out=out, events=events)
     atomic_write_text(Path(out) / "rlhf.yaml", yaml.safe_dump(config, sort_keys=False))  # the recipe, for a rerun
     return runs
+
+
+def demo_rag(out: str | Path = "runs/demo-rag", *, sets: list[str] | None = None,
+             events: EventSink = no_events) -> dict:
+    """The demo's LoRA run, then the four-way comparison (base, base+RAG, tuned, tuned+RAG) on
+    questions about a shipped manual (knowledge) and on the held-out calendar rows (a format)."""
+    from tunelab.rag.demo import run_demo
+
+    trained = demo(out, sets=sets, events=events)
+    return {"demo": trained, **run_demo(trained["run"], Path(out) / "demo-data" / "test.jsonl", out, events=events)}
 
 
 # ---------------------------------------------------------------- serve

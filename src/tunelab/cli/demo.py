@@ -18,6 +18,8 @@ def demo_cmd(
     sets: list[str] = typer.Option(None, "--set", help="override a config key, e.g. --set train.epochs=2"),
     rlhf: bool = typer.Option(False, "--rlhf", help="instead: SFT -> reward model -> PPO on the shipped preference "
                                                     "pairs (concise over rambling answers), about 12 minutes on 2 cores"),
+    rag: bool = typer.Option(False, "--rag", help="also: base, base+RAG, tuned and tuned+RAG on questions about a "
+                                                  "shipped manual (knowledge) and on the calendar rows (a format)"),
 ) -> None:
     """Fine-tune the bundled SmolLM2-135M with LoRA to write calendar entries, then compare base vs tuned."""
     if rlhf:
@@ -34,6 +36,9 @@ def demo_cmd(
     console.print("[bold]tunelab demo[/bold]: teach SmolLM2-135M to turn meeting notes into calendar entries "
                   f"(LoRA, CPU). Held-out test rows: {api.DEMO_TEST_ROWS}.")
 
+    if rag:
+        _demo_rag(out, sets)
+        return
     with ProgressView() as progress:
         result = api.demo(out, sets=sets, events=progress)
     s = result["summary"]
@@ -42,3 +47,15 @@ def demo_cmd(
     console.print(f"[green]demo finished in {result['seconds']:.0f} s[/green]; run directory: {result['run']}")
     console.print(f"try it: tunelab chat {result['run']} --prompt \"Turn this note into a calendar entry.\\n\\n"
                   "lunch with Ana on Friday at 12:30 PM at the cafe\"")
+
+
+def _demo_rag(out: Path, sets: list[str] | None) -> None:
+    from tunelab.cli.rag import render_compare
+
+    with ProgressView() as progress:
+        result = api.demo_rag(out, sets=sets, events=progress)
+    console.print(f"trained {result['demo']['summary']['steps']} steps; run directory: {result['demo']['run']}")
+    for title, key in (("knowledge: questions about the shipped manual", "knowledge"),
+                       ("format: the held-out calendar rows", "calendar")):
+        console.rule(title)
+        render_compare(result[key])

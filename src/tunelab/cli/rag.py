@@ -6,6 +6,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import typer
+
+from tunelab import api
 from rich.table import Table
 
 from tunelab.cli.app import app
@@ -35,10 +37,8 @@ def index_cmd(
     as_json: bool = typer.Option(False, "--json", help="print the index manifest as JSON"),
 ) -> None:
     """Chunk documents by tokens and index them for retrieval (BM25 by default)."""
-    from tunelab.rag.index import build_index
-
     with ProgressView() as progress:
-        manifest = build_index(docs, out, retriever=retriever, chunk_tokens=chunk_tokens, overlap=overlap,
+        manifest = api.rag_index(docs, out, retriever=retriever, chunk_tokens=chunk_tokens, overlap=overlap,
                                tokenizer=tokenizer, text_field=text_field, embedder=embedder, events=progress)
     if as_json:
         print_json(manifest)
@@ -62,11 +62,9 @@ def ask_cmd(
     as_json: bool = typer.Option(False, "--json", help="print the answer and its sources as JSON"),
 ) -> None:
     """Answer a question from the chunks retrieval finds, and show where the answer came from."""
-    from tunelab.rag.answer import ask
-
     if (model is None) == (run is None):
         raise ConfigError("pass exactly one of --model and --run")
-    result = ask(index, run if run is not None else model, prompt, k=k, retriever=retriever,
+    result = api.rag_ask(index, run if run is not None else model, prompt, k=k, retriever=retriever,
                  max_new_tokens=max_new_tokens)
     if as_json:
         print_json(result)
@@ -101,10 +99,8 @@ def compare_rag_cmd(
 ) -> None:
     """Fine-tuning or RAG? Base, base+RAG, tuned and tuned+RAG answer the same rows; metrics,
     retrieval recall, latency, prompt tokens and cost per 1,000 answers, then a verdict."""
-    from tunelab.rag.compare import compare_rag
-
     with ProgressView() as progress:
-        result = compare_rag(index, run, data, limit=limit, k=k, retriever=retriever, api_model=api_model,
+        result = api.compare_rag(index, run, data, limit=limit, k=k, retriever=retriever, api_model=api_model,
                              report=report, events=progress)
     if as_json:
         print_json(result)

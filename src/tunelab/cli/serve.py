@@ -32,6 +32,8 @@ def serve_cmd(
     db: Path = typer.Option(Path(DEFAULT_DB), "--db", help="SQLite request log and feedback"),
     log_content: bool = typer.Option(False, "--log-content", help="also store prompts and answers in the log"),
     dtype: str = typer.Option("auto", "--dtype", help="auto (bf16 where supported) | float32 | bfloat16"),
+    rag: list[str] = typer.Option(None, "--rag", help="NAME=INDEX[:RUN]: a model name that retrieves from INDEX "
+                                                       "(tunelab rag index) before the base, or RUN, answers"),
     device_map: str = typer.Option(None, "--device-map", help="auto: spread the layers over every visible GPU, then CPU memory (a model larger than one GPU); default: one device, or auto when the model does not fit one GPU"),
     max_batch: int = typer.Option(LIMITS.max_batch, "--max-batch", min=1, help="requests generated together"),
     max_queue: int = typer.Option(LIMITS.max_queue, "--max-queue", min=1,
@@ -54,19 +56,25 @@ def serve_cmd(
     """Serve the base model and its adapters with an OpenAI-compatible API."""
     from tunelab import api
 
-    pairs = {}
-    for item in adapters or []:
-        name, sep, path = item.partition("=")
-        if not sep or not name or not path:
-            raise ConfigError(f"--adapter {item!r}: expected NAME=RUN_DIR")
-        pairs[name] = path
+    pairs = _pairs(adapters, "--adapter", "NAME=RUN_DIR")
     limits = Limits(max_body_bytes=max_body_bytes, max_prompt_chars=max_prompt_chars, max_concurrent=max_concurrent,
                     max_queue=max_queue, max_batch=max_batch, read_timeout=read_timeout, keep_alive=keep_alive,
                     shutdown_timeout=shutdown_timeout, max_connections=max_connections)
     api.serve(model, adapters=pairs, runs=runs, host=host, port=port, api_key=api_key, api_keys_file=api_keys_file,
           db=db, log_content=log_content, dtype=dtype, device_map=checked_device_map(device_map), limits=limits,
-          say=console.print,
+          rag=_pairs(rag, "--rag", "NAME=INDEX[:RUN]"), say=console.print,
           warn=lambda text: console.print(f"[yellow]{text}[/yellow]"))
+
+
+def _pairs(items: list[str] | None, flag: str, form: str) -> dict[str, str]:
+    """NAME=VALUE items of a repeated flag as a dict; a malformed one is a usage error."""
+    pairs = {}
+    for item in items or []:
+        name, sep, value = item.partition("=")
+        if not sep or not name or not value:
+            raise ConfigError(f"{flag} {item!r}: expected {form}")
+        pairs[name] = value
+    return pairs
 
 
 @feedback_app.command("export")

@@ -441,3 +441,13 @@ def _generate_whole_batches(model, tokenizer, prompts, *, max_new_tokens, batch_
     finally:
         model.train(was_training)
     return out
+
+
+def answer_chat(model, tokenizer, messages: list[dict], max_new_tokens: int = 256, temperature: float = 0.0,
+                top_p: float = 1.0) -> str:
+    """One assistant answer to a conversation (``temperature`` 0: greedy; else a fresh seed)."""
+    from tunelab.data.tokens import encode_prompt
+
+    prompt = encode_prompt(tokenizer, messages)
+    return generate(model, tokenizer, [prompt], max_new_tokens=max_new_tokens, seed=None, batch_size=1,
+                    temperature=temperature, top_p=top_p)[0]

@@ -62,8 +62,10 @@ class Metrics:
 
 
 def create_app(engine: Engine, *, keys: ApiKeys | None = None, store: Store | None = None,
-               limits: Limits | None = None) -> FastAPI:
-    keys, limits = keys or ApiKeys(), limits or Limits()
+               limits: Limits | None = None, rag: dict | None = None) -> FastAPI:
+    """The app over ``engine``; ``rag`` maps extra model names to retrieval routes
+    (serve/rag_routes.py)."""
+    keys, limits, rag = keys or ApiKeys(), limits or Limits(), rag or {}
     app = FastAPI(title="tunelab", version="0.1.0", description="OpenAI-compatible API over tunelab models")
     app.add_middleware(EdgeMiddleware, keys=keys, limits=limits)
     metrics = Metrics()
@@ -80,13 +82,13 @@ def create_app(engine: Engine, *, keys: ApiKeys | None = None, store: Store | No
         """Liveness; the served model names only with a valid key (or when none is set)."""
         if keys and keys.match(request.headers.get("authorization")) is None:
             return {"status": "ok"}
-        return {"status": "ok", "models": engine.model_names()}
+        return {"status": "ok", "models": engine.model_names() + list(rag)}
 
     @app.get("/v1/models", dependencies=bearer, responses=ERRORS)
     async def list_models():
         now = int(time.time())
         return {"object": "list", "data": [{"id": m, "object": "model", "created": now, "owned_by": "tunelab"}
-                                           for m in engine.model_names()]}
+                                           for m in engine.model_names() + list(rag)]}
 
     @app.get("/metrics", dependencies=bearer, responses=ERRORS)
     async def prometheus():
@@ -97,13 +99,20 @@ def create_app(engine: Engine, *, keys: ApiKeys | None = None, store: Store | No
 
     @app.post("/v1/chat/completions", dependencies=bearer, responses=ERRORS)
     async def chat(body: ChatRequest, request: Request):
-        _known(engine, body.model, metrics)
         _check_chars(body.characters(), limits, "messages")
+        if body.model in rag:
+            built = await tokenize(_rag_prompt, rag[body.model], engine, body)
+            return await complete(request, body, built.ids, chat=True, prompt_text=json.dumps(built.messages),
+                                  answered_by=rag[body.model].model, extra={"sources": built.sources})
+        _known(engine, body.model, metrics)
         ids = await tokenize(_chat_ids, engine.tokenizer, body.template_messages())
         return await complete(request, body, ids, chat=True, prompt_text=json.dumps(body.template_messages()))
 
     @app.post("/v1/completions", dependencies=bearer, responses=ERRORS)
     async def completions(body: CompletionRequest, request: Request):
+        if body.model in rag:
+            raise ApiError(400, f"model '{body.model}' retrieves for a chat conversation; use /v1/chat/completions",
+                           param="model", code="invalid_value")
         _known(engine, body.model, metrics)
         _check_chars(len(body.text()), limits, "prompt")
         ids = await tokenize(_text_ids, engine.tokenizer, body.text())
@@ -111,8 +120,9 @@ def create_app(engine: Engine, *, keys: ApiKeys | None = None, store: Store | No
 
     _feedback_route(app, store, bearer)
 
-    async def complete(request: Request, body, ids: list[int], *, chat: bool, prompt_text: str):
-        job = _job(engine, body, ids, "messages" if chat else "prompt")
+    async def complete(request: Request, body, ids: list[int], *, chat: bool, prompt_text: str,
+                       answered_by: str | None = None, extra: dict | None = None):
+        job = _job(engine, body, ids, "messages" if chat else "prompt", answered_by)
         try:
             engine.submit(job)
         except QueueFull:
@@ -124,8 +134,9 @@ def create_app(engine: Engine, *, keys: ApiKeys | None = None, store: Store | No
                            code="server_shutting_down") from None
         record = Recorder(metrics, store, job, body.model, len(ids), prompt_text)
         if body.stream:
-            return StreamingResponse(_stream(request, job, body, chat, record), media_type="text/event-stream")
-        return await _answer(request, job, body, chat, record)
+            return StreamingResponse(_stream(request, job, body, chat, record, extra or {}),
+                                     media_type="text/event-stream")
+        return await _answer(request, job, body, chat, record, extra or {})
 
     return app
 
@@ -179,7 +190,18 @@ def _text_ids(tokenizer, text: str) -> list[int]:
     return tokenizer(text, add_special_tokens=False)["input_ids"]
 
 
-def _job(engine: Engine, body, ids: list[int], param: str) -> Job:
+def _rag_prompt(route, engine: Engine, body):
+    from tunelab.errors import TunelabError
+    from tunelab.serve.rag_routes import prompt
+
+    try:
+        return prompt(route, engine, body.template_messages(),
+                      body.max_completion_tokens or body.max_tokens or engine.default_max_tokens)
+    except TunelabError as exc:  # no user question last, or no room for it beside the answer
+        raise ApiError(400, f"messages: {exc}", param="messages", code="invalid_value") from None
+
+
+def _job(engine: Engine, body, ids: list[int], param: str, answered_by: str | None = None) -> Job:
     if not ids:
         raise ApiError(400, f"{param}: the prompt has no tokens", param=param, code="invalid_value")
     room = engine.context - len(ids)
@@ -189,7 +211,7 @@ def _job(engine: Engine, body, ids: list[int], param: str) -> Job:
                        f"{engine.context} tokens", param="max_tokens" if room >= 1 else param,
                        code="context_length_exceeded")
     budget = asked if asked is not None else min(engine.default_max_tokens, room)
-    return Job(body.model, ids, budget, body.temperature, body.top_p, body.seed, body.stops(),
+    return Job(answered_by or body.model, ids, budget, body.temperature, body.top_p, body.seed, body.stops(),
                loop=asyncio.get_running_loop(), events=asyncio.Queue())
 
 
@@ -238,7 +260,7 @@ def _engine_error(event) -> ApiError:
     return ApiError(status, message, type="server_error", code=code)
 
 
-async def _answer(request: Request, job: Job, body, chat: bool, record: Recorder):
+async def _answer(request: Request, job: Job, body, chat: bool, record: Recorder, extra: dict):
     text, finished = "", False
     watcher = asyncio.create_task(_cancel_on_disconnect(request, job))
     try:
@@ -268,20 +290,21 @@ async def _answer(request: Request, job: Job, body, chat: bool, record: Recorder
     if chat:
         return {"id": job.id, "object": "chat.completion", "created": int(job.created), "model": body.model,
                 "choices": [{"index": 0, "message": {"role": "assistant", "content": text},
-                             "finish_reason": reason, "logprobs": None}], "usage": usage}
+                             "finish_reason": reason, "logprobs": None}], "usage": usage, **extra}
     return {"id": job.id, "object": "text_completion", "created": int(job.created), "model": body.model,
             "choices": [{"index": 0, "text": text, "finish_reason": reason, "logprobs": None}], "usage": usage}
 
 
-async def _stream(request: Request, job: Job, body, chat: bool, record: Recorder):
+async def _stream(request: Request, job: Job, body, chat: bool, record: Recorder, extra: dict):
     obj = "chat.completion.chunk" if chat else "text_completion"
     text, reason, n, status = "", None, 0, 499
 
     def chunk(delta: dict | str, finish=None) -> str:
         choice = ({"index": 0, "delta": delta, "finish_reason": finish, "logprobs": None} if chat
                   else {"index": 0, "text": delta, "finish_reason": finish, "logprobs": None})
+        more = extra if finish is not None else {}  # the sources ride on the last chunk
         return "data: " + json.dumps({"id": job.id, "object": obj, "created": int(job.created),
-                                      "model": body.model, "choices": [choice]}) + "\n\n"
+                                      "model": body.model, "choices": [choice], **more}) + "\n\n"
 
     try:
         if chat:

@@ -80,16 +80,18 @@ def serve(model: str, *, adapters: dict[str, str] | None = None, runs: str | Pat
           host: str = "127.0.0.1", port: int = 8000, api_key: str | None = None,
           api_keys_file: str | Path | None = None, db: str | Path = "tunelab-serve.sqlite",
           log_content: bool = False, dtype: str = "auto", device_map: str | None = None,
-          limits: Limits | None = None,
+          limits: Limits | None = None, rag: dict[str, str] | None = None,
           say: Callable[[str], None] = _stderr, warn: Callable[[str], None] = _stderr) -> None:
     """Serve ``model`` and its adapters (``adapters``: NAME -> run folder; ``runs``: a folder
     whose runs of this base are all served) until SIGTERM or Ctrl-C.
 
     ``api_key`` (else the TUNELAB_API_KEY environment variable) and ``api_keys_file`` (one
-    ``name:key`` per line) set the accepted keys; with none, the API is open."""
+    ``name:key`` per line) set the accepted keys; with none, the API is open. ``rag`` maps a model
+    name to INDEX[:RUN]: requests to it retrieve from INDEX first (serve/rag_routes.py)."""
     from tunelab.serve.app import create_app
     from tunelab.serve.auth import ApiKeys
-    from tunelab.serve.engine import Engine, find_adapters
+    from tunelab.serve import rag_routes
+    from tunelab.serve.engine import Engine, find_adapters, served_name
     from tunelab.serve.store import Store
 
     limits = limits or Limits()
@@ -103,14 +105,20 @@ def serve(model: str, *, adapters: dict[str, str] | None = None, runs: str | Pat
     exposed = exposure_warning(host, bool(keys))
     if exposed:
         warn(exposed)
-    found = find_adapters(model, adapters or {}, str(runs) if runs else None)
+    adapters, rag_specs = dict(adapters or {}), rag_routes.parse(rag or {})
+    for name, (_, run) in rag_specs.items():
+        if run and adapters.setdefault(name, run) != run:
+            raise ConfigError(f"--rag {name}: the adapter name '{name}' already serves {adapters[name]}")
+    found = find_adapters(model, adapters, str(runs) if runs else None)
+    routes = rag_routes.load(rag_specs, {run: served_name(model, name) for name, (_, run) in rag_specs.items()
+                                         if run}, model)
     engine = Engine(model, found, max_batch=limits.max_batch, max_queue=limits.max_queue, dtype=dtype,
                     device_map=device_map)
     store = Store(db, log_content)
-    app = create_app(engine, keys=keys, store=store, limits=limits)
+    app = create_app(engine, keys=keys, store=store, limits=limits, rag=routes)
     config = uvicorn_config(app, host, port, limits)
     auth = f" ({len(keys.names())} API key{'s' if len(keys.names()) != 1 else ''})" if keys else ""
-    say(f"serving {', '.join(engine.model_names())} on http://{host}:{port}/v1{auth}; log: {db}")
+    say(f"serving {', '.join(engine.model_names() + list(routes))} on http://{host}:{port}/v1{auth}; log: {db}")
     main = threading.current_thread() is threading.main_thread()
     previous = signal.getsignal(signal.SIGTERM)
     if main:

@@ -164,3 +164,18 @@ def _merge(into: dict, extra: dict) -> dict:
         else:
             into[key] = value
     return into
+
+
+def demo_config(model: str | None = None, steps: tuple[int, int, int] | None = None) -> dict:
+    """The shipped recipe (resources/recipes/demo_rlhf.yaml) with its data files resolved;
+    ``model`` and ``steps`` (each stage's max_steps) shorten it for tests."""
+    from tunelab import resources
+
+    config = yaml.safe_load(resources.path("recipes/demo_rlhf.yaml").read_text())
+    for i, stage in enumerate(config["stages"].values()):
+        stage["data"] = str(resources.path(stage["data"]))
+        if steps:
+            stage["train"]["max_steps"] = steps[i]
+    if model:
+        config["model"] = {"name": model}
+    return config
