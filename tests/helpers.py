@@ -19,3 +19,20 @@ def run_cli(capsys, *args: str) -> tuple[int, str, str]:
         sys.argv = argv
     out, err = capsys.readouterr()
     return code, out, err
+
+
+def save_random_lora(model, cfg, folder, seed: int = 1) -> None:
+    """A LoRA adapter on ``model`` whose B matrices are random rather than zero, so the tuned
+    model visibly differs from its base, saved to ``folder``/adapter (a run without training)."""
+    import torch
+
+    from tunelab import methods
+
+    torch.manual_seed(seed)
+    record = methods.get("lora")
+    model = record.apply(model, record.settings(cfg.method))
+    with torch.no_grad():
+        for name, param in model.named_parameters():
+            if "lora_B" in name:
+                param.normal_(0.0, 0.5)
+    methods.save(record, model, folder / "adapter")

@@ -13,7 +13,7 @@ import pytest
 import torch
 
 from tests.conftest import MEMO_ROWS, write_jsonl
-from tunelab import methods
+from tests.helpers import save_random_lora
 from tunelab.config import RunConfig
 from tunelab.data import dataset
 from tunelab.data.formats import prompt_and_reference
@@ -38,19 +38,13 @@ def write_run(folder: Path, model_name: str, method: str, **eval_settings) -> Pa
     folder.mkdir(parents=True)
     (folder / "config.yaml").write_text(cfg.to_yaml())
     model = load_model(resolve(model_name), "float32")
-    torch.manual_seed(1)
-    record = methods.get(method)
     if method == "full":
+        torch.manual_seed(1)
         with torch.no_grad():
             model.lm_head.weight.add_(torch.randn_like(model.lm_head.weight))
         model.save_pretrained(folder / "model")
         return folder
-    model = record.apply(model, record.settings(cfg.method))
-    with torch.no_grad():
-        for name, param in model.named_parameters():
-            if "lora_B" in name:
-                param.normal_(0.0, 0.5)
-    methods.save(record, model, folder / "adapter")
+    save_random_lora(model, cfg, folder)
     return folder
 
 

@@ -7,12 +7,10 @@ import json
 from pathlib import Path
 
 import pytest
-import torch
 
 from tests.conftest import write_jsonl
-from tests.helpers import run_cli
+from tests.helpers import run_cli, save_random_lora
 from tests.rag.helpers import write_docs
-from tunelab import methods
 from tunelab.config import RunConfig
 from tunelab.data.tokens import encode_prompt
 from tunelab.inference.generate import generate
@@ -37,14 +35,7 @@ def write_lora_run(folder: Path, model_name: str) -> Path:
     folder.mkdir(parents=True)
     (folder / "config.yaml").write_text(cfg.to_yaml())
     (folder / "run.json").write_text(json.dumps({"real_tokens": 50_000, "train_seconds": 720.0}))
-    record = methods.get("lora")
-    model = record.apply(load_model(resolve(model_name), "float32"), record.settings(cfg.method))
-    torch.manual_seed(1)
-    with torch.no_grad():
-        for name, param in model.named_parameters():
-            if "lora_B" in name:
-                param.normal_(0.0, 0.5)
-    methods.save(record, model, folder / "adapter")
+    save_random_lora(load_model(resolve(model_name), "float32"), cfg, folder)
     return folder
 
 

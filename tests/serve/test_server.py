@@ -4,15 +4,13 @@ the official `openai` client: adapters, streaming, errors, auth, metrics and fee
 from __future__ import annotations
 
 import json
-import socket
-import threading
-import time
 
 import httpx
 import pytest
 
 from tests.conftest import write_jsonl
 from tests.helpers import run_cli
+from tests.serve.conftest import thread_server
 from tunelab import api
 from tunelab.config import build_config
 
@@ -31,8 +29,6 @@ def _train(tiny_model, folder, answer: str):
 
 @pytest.fixture(scope="module")
 def server(tiny_model, tmp_path_factory):
-    import uvicorn
-
     from tunelab.serve.app import create_app
     from tunelab.serve.auth import ApiKeys
     from tunelab.serve.engine import Engine, find_adapters
@@ -45,19 +41,8 @@ def server(tiny_model, tmp_path_factory):
     engine = Engine(tiny_model, adapters, max_batch=4, max_queue=16, dtype="float32")
     store = Store(folder / "log.sqlite", log_content=True)
     app = create_app(engine, keys=ApiKeys({"test": KEY}), store=store)
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    srv = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=srv.run, daemon=True)
-    thread.start()
-    for _ in range(100):
-        if srv.started:
-            break
-        time.sleep(0.05)
-    yield {"url": f"http://127.0.0.1:{port}", "engine": engine, "folder": folder, "model": tiny_model}
-    srv.should_exit = True
-    thread.join(timeout=5)
+    with thread_server(app) as url:
+        yield {"url": url, "engine": engine, "folder": folder, "model": tiny_model}
     engine.close()
 
 
