@@ -1,12 +1,19 @@
-"""Training throughput: TRL's SFTTrainer with its defaults vs `tunelab train` with its defaults.
+"""SFT throughput, whole process: TRL's SFTTrainer exactly as a CPU user gets it vs `tunelab train`.
 
-Same data (a few hundred real, variable-length instruction rows: questions about Python
-standard-library functions answered by their own docstrings), same model (the bundled
-SmolLM2-135M), same LoRA config (r=8, alpha 16, all linear layers), same number of optimizer
-steps of 8 rows each. Each side runs in its own process so peak RSS is its own. Also measures
-this machine's bf16 matmul peak to report MFU. Prints one JSON line.
+TRL side: ``SFTConfig(use_cpu=True)`` with every other default kept (bf16 autocast, learning
+rate 2e-5, activation checkpointing, padding to the longest row, no evaluation while training),
+given conversational prompt/completion rows and tunelab's default LoRA config (same r, alpha,
+dropout and target modules), then one evaluation for the final validation loss. tunelab side:
+the real CLI, ``python -m tunelab train --data train.jsonl --val val.jsonl``, all defaults (it
+evaluates about four times a run and checkpoints). Each side is its own process, timed from
+spawn to exit; peak RSS comes from the kernel's accounting of that process.
 
-    .venv/bin/python bench/train_throughput.py [--steps 12]
+Data: real, variable-length instruction rows built from text on this machine: questions about
+Python standard-library functions answered by their own docstrings (``inspect.getdoc``), 400
+train rows + 40 validation rows. One epoch, unless --max-steps cuts it short (say so when you
+quote the numbers). Prints one JSON line; the machine's 1-minute load rides with each side.
+
+    .venv/bin/python bench/train_throughput.py [--max-steps 16] [--set train.lr=...]
 """
 
 from __future__ import annotations
@@ -16,42 +23,43 @@ import importlib
 import inspect
 import json
 import random
-import resource
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).parent))
+from _whole_process import loadavg, run_side  # noqa: E402
+
 MODULES = ["json", "os", "os.path", "string", "textwrap", "itertools", "functools", "collections", "re", "math",
            "statistics", "datetime", "shutil", "pathlib", "random", "heapq", "bisect", "csv", "difflib", "fnmatch",
-           "glob", "gzip", "hashlib", "zipfile", "tarfile", "urllib.parse", "html", "base64", "uuid", "copy"]
+           "glob", "gzip", "hashlib", "zipfile", "tarfile", "urllib.parse", "html", "base64", "uuid", "copy",
+           "inspect", "logging", "argparse", "subprocess", "tempfile", "contextlib", "operator", "decimal",
+           "fractions", "calendar", "email.utils", "typing", "dataclasses", "enum", "struct", "shlex", "locale"]
+TRAIN_ROWS, VAL_ROWS = 400, 40
 
 
-def docstring_rows(n: int = 400, seed: int = 0) -> list[dict]:
-    rows = []
+def docstring_rows(n: int, seed: int = 0) -> list[dict]:
+    rows, seen = [], set()
     for mod_name in MODULES:
         mod = importlib.import_module(mod_name)
         for name, obj in inspect.getmembers(mod):
             doc = inspect.getdoc(obj) if not name.startswith("_") and callable(obj) else None
-            if doc and 15 <= len(doc.split()) <= 220:
+            if doc and 15 <= len(doc.split()) <= 220 and doc not in seen:
+                seen.add(doc)
                 rows.append({"instruction": f"What does `{mod_name}.{name}` do in Python?", "output": doc})
-    rng = random.Random(seed)
-    rng.shuffle(rows)
+    if len(rows) < n:
+        sys.exit(f"only {len(rows)} docstring rows on this Python; add modules to MODULES")
+    random.Random(seed).shuffle(rows)
     return rows[:n]
 
 
-def lora_config():
-    from peft import LoraConfig
-
-    return LoraConfig(r=8, lora_alpha=16, lora_dropout=0.05, target_modules="all-linear", task_type="CAUSAL_LM")
-
-
-def run_trl(train: Path, val: Path, steps: int, out: Path) -> dict:
-    """TRL's SFTTrainer with its defaults, given conversational prompt/completion rows."""
+def run_trl(data: Path, max_steps: int, out: Path, trl_bf16: str = "default") -> dict:
+    """TRL's SFTTrainer as a CPU user gets it: SFTConfig(use_cpu=True), nothing else changed."""
     from datasets import load_dataset
     from trl import SFTConfig, SFTTrainer
 
+    from tunelab.methods.lora import LoraSettings, peft_config
     from tunelab.models.catalog import DEFAULT_MODEL
     from tunelab.models.load import load_model, load_tokenizer, resolve
 
@@ -59,41 +67,26 @@ def run_trl(train: Path, val: Path, steps: int, out: Path) -> dict:
         return {"prompt": [{"role": "user", "content": row["instruction"]}],
                 "completion": [{"role": "assistant", "content": row["output"]}]}
 
-    ds = load_dataset("json", data_files={"train": str(train), "val": str(val)})
+    ds = load_dataset("json", data_files={"train": str(data / "train.jsonl"), "val": str(data / "val.jsonl")})
     ds = ds.map(to_pc, remove_columns=["instruction", "output"])
     ref = resolve(DEFAULT_MODEL)
-    # TRL's bf16 default refuses to start on a machine without a GPU unless use_cpu is set;
-    # the baseline is fp32 on the CPU, as TRL runs when told to use the CPU without bf16.
-    args = SFTConfig(output_dir=str(out), max_steps=steps, report_to="none", save_strategy="no",
-                     eval_strategy="no", disable_tqdm=True, seed=42, data_seed=42, use_cpu=True, bf16=False)
+    # --trl-bf16 off departs from TRL's default: only for a CPU without native bf16, where the
+    # default's emulated bf16 would take hours; the output says which one ran
+    extra = {} if trl_bf16 == "default" else {"bf16": False}
+    args = SFTConfig(output_dir=str(out), use_cpu=True, max_steps=max_steps, **extra)
     trainer = SFTTrainer(model=load_model(ref), args=args, train_dataset=ds["train"], eval_dataset=ds["val"],
-                         processing_class=load_tokenizer(ref), peft_config=lora_config())
+                         processing_class=load_tokenizer(ref), peft_config=peft_config(LoraSettings()))
     counter = TokenCounter()
-    trainer.add_callback(counter.callback())
     collate = trainer.data_collator
     trainer.data_collator = lambda batch: counter.count(collate(batch))
-    start = time.perf_counter()
-    trainer.train()
-    seconds = time.perf_counter() - start
-    return {"seconds": seconds, "real_tokens": counter.tokens, "val_loss": trainer.evaluate()["eval_loss"],
-            "settings": {"lr": args.learning_rate, "bf16": args.bf16,
+    metrics = trainer.train().metrics
+    counter.training = False
+    steps = trainer.state.global_step
+    return {"train_seconds": metrics["train_runtime"], "steps": steps, "real_tokens": counter.tokens,
+            "val_loss": trainer.evaluate()["eval_loss"],
+            "settings": {"lr": args.learning_rate, "bf16": args.bf16, "padding_free": args.padding_free,
                          "gradient_checkpointing": args.activation_checkpointing,
-                         "padding_free": args.padding_free, "batch_size": args.per_device_train_batch_size}}
-
-
-def run_tunelab(train: Path, val: Path, steps: int, out: Path) -> dict:
-    from tunelab import api
-    from tunelab.config import build_config
-
-    # no evaluation or checkpoint inside the timed loop (the TRL side has none either); the
-    # validation loss is computed after training, as on the TRL side
-    cfg = build_config(overrides={"data.train": str(train), "data.val": str(val), "train.max_steps": steps},
-                       sets=[f"train.eval_steps={steps + 1}", f"train.save_steps={steps + 1}"])
-    run = api.train(cfg, out=out / "run")
-    s = run.summary()
-    return {"seconds": s["train_seconds"], "real_tokens": s["real_tokens"], "val_loss": s["eval_loss"],
-            "settings": {"lr": cfg.train.lr, "bf16": s["bf16"], "fast": cfg.train.fast,
-                         "gradient_checkpointing": s.get("gradient_checkpointing"), "batch_size": cfg.train.batch_size}}
+                         "batch_size": args.per_device_train_batch_size}}
 
 
 class TokenCounter:
@@ -106,25 +99,31 @@ class TokenCounter:
     def count(self, batch):
         if self.training:
             mask = batch.get("attention_mask")
-            self.tokens += int(mask.sum()) if mask is not None else int(batch["input_ids"].numel())
+            self.tokens += int(mask.sum()) if mask is not None and mask.dim() == 2 else int(batch["input_ids"].numel())
         return batch
 
-    def callback(self):
-        from transformers import TrainerCallback
 
-        counter = self
-
-        class StopCounting(TrainerCallback):
-            def on_train_end(self, *a, **k):
-                counter.training = False
-
-        return StopCounting()
+def tunelab_argv(data: Path, max_steps: int, out: Path, sets: list[str]) -> list[str]:
+    argv = [sys.executable, "-m", "tunelab", "train", "--data", str(data / "train.jsonl"),
+            "--val", str(data / "val.jsonl"), "--epochs", "1", "--out", str(out / "run")]
+    if max_steps > 0:
+        argv += ["--max-steps", str(max_steps)]
+    return argv + [a for s in sets for a in ("--set", s)]
 
 
-def bf16_peak_flops(n: int = 2048, reps: int = 10) -> float:
+def tunelab_result(out: Path) -> dict:
+    s = json.loads((out / "run" / "run.json").read_text())
+    return {"train_seconds": s["train_seconds"], "steps": s["steps"], "real_tokens": s["real_tokens"],
+            "val_loss": s["eval_loss"], "settings": {k: s.get(k) for k in (
+                "bf16", "padding_free", "gradient_checkpointing", "base_dtype")}}
+
+
+def peak_flops(dtype: str, n: int = 1024, reps: int = 3) -> float:
+    """Matrix-product FLOP/s in ``dtype``; without native bf16 (AVX512-BF16/AMX) bf16 is emulated
+    and orders of magnitude slower, which decides what TRL's bf16 default costs here."""
     import torch
 
-    a, b = torch.randn(n, n, dtype=torch.bfloat16), torch.randn(n, n, dtype=torch.bfloat16)
+    a, b = torch.randn(n, n, dtype=getattr(torch, dtype)), torch.randn(n, n, dtype=getattr(torch, dtype))
     a @ b
     start = time.perf_counter()
     for _ in range(reps):
@@ -132,46 +131,65 @@ def bf16_peak_flops(n: int = 2048, reps: int = 10) -> float:
     return 2 * n**3 * reps / (time.perf_counter() - start)
 
 
+def side_summary(side: dict) -> dict:
+    r = side["result"]
+    return {"process_s": side["process_seconds"], "train_s": round(r["train_seconds"], 1), "steps": r["steps"],
+            "s_per_step": round(r["train_seconds"] / max(r["steps"], 1), 2), "real_tokens": r["real_tokens"],
+            "tokens_per_s_process": round(r["real_tokens"] / side["process_seconds"], 1),
+            "tokens_per_s_loop": round(r["real_tokens"] / r["train_seconds"], 1),
+            "peak_rss_mb": side["peak_rss_mb"], "val_loss": round(r["val_loss"], 4),
+            "load": [side["load_before"], side["load_after"]], "settings": r["settings"]}
+
+
+def measure(max_steps: int, sets: list[str], src: str | None, trl_bf16: str) -> dict:
+    rows = docstring_rows(TRAIN_ROWS + VAL_ROWS)
+    with tempfile.TemporaryDirectory() as tmp:
+        data = Path(tmp)
+        (data / "train.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows[:TRAIN_ROWS]))
+        (data / "val.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows[TRAIN_ROWS:]))
+        env = {"PYTHONPATH": src} if src else None  # another tunelab tree, e.g. a before/after comparison
+        trl = run_side([sys.executable, __file__, "--side", "trl", "--data", tmp, "--max-steps", str(max_steps),
+                        "--trl-bf16", trl_bf16], env)
+        print(f"# trl: {trl}", file=sys.stderr, flush=True)
+        tl = run_side(tunelab_argv(data, max_steps, data, sets), env)
+        tl["result"] = tunelab_result(data)
+        print(f"# tunelab: {tl}", file=sys.stderr, flush=True)
+    return {"trl": side_summary(trl), "tunelab": side_summary(tl)}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--steps", type=int, default=12)
-    parser.add_argument("--side", choices=["trl", "tunelab"], help=argparse.SUPPRESS)
+    parser.add_argument("--max-steps", type=int, default=-1, help="cut the epoch short (-1: one full epoch)")
+    parser.add_argument("--set", action="append", default=[], help="tunelab --set overrides, e.g. method.dropout=0")
+    parser.add_argument("--trl-bf16", choices=["default", "off"], default="default",
+                        help="off: TRL in fp32 (not its default), for CPUs without native bf16")
+    parser.add_argument("--tunelab-src", help="run both sides on this tunelab source tree (PYTHONPATH)")
+    parser.add_argument("--side", choices=["trl"], help=argparse.SUPPRESS)
     parser.add_argument("--data", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.side:
         with tempfile.TemporaryDirectory() as tmp:
-            data = Path(args.data)
-            fn = run_trl if args.side == "trl" else run_tunelab
-            result = fn(data / "train.jsonl", data / "val.jsonl", args.steps, Path(tmp))
-        result["peak_rss_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
-        print(json.dumps(result))
+            print(json.dumps(run_trl(Path(args.data), args.max_steps, Path(tmp), args.trl_bf16)))
         return
-    with tempfile.TemporaryDirectory() as tmp:
-        rows = docstring_rows()
-        peak = bf16_peak_flops()  # measured first, on an idle machine
-        Path(tmp, "train.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows[:-40]))
-        Path(tmp, "val.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows[-40:]))
-        sides = {}
-        for side in ("trl", "tunelab"):
-            proc = subprocess.run([sys.executable, __file__, "--side", side, "--data", tmp, "--steps",
-                                   str(args.steps)], capture_output=True, text=True)
-            if proc.returncode != 0:
-                sys.exit(f"{side} failed:\n{proc.stderr[-3000:]}")
-            sides[side] = json.loads(proc.stdout.strip().splitlines()[-1])
-            print(f"# {side}: {sides[side]}", file=sys.stderr, flush=True)
+    load = loadavg()
+    from tunelab.device import cpu_has_bf16
+
+    peaks = {d: round(peak_flops(d) / 1e9, 1) for d in ("float32", "bfloat16")}
+    sides = measure(args.max_steps, args.set, args.tunelab_src, args.trl_bf16)
+    trl, tl = sides["trl"], sides["tunelab"]
     from tunelab import cost
 
-    tps = {k: v["real_tokens"] / v["seconds"] for k, v in sides.items()}
-    achieved = cost.training_flops(0.135e9, tps["tunelab"], "lora")
+    achieved = cost.training_flops(0.135e9, tl["tokens_per_s_loop"], "lora")
+    peak = peaks["bfloat16" if tl["settings"]["bf16"] else "float32"] * 1e9
     print(json.dumps({
-        "steps": args.steps, "rows": len(rows),
-        "trl_tokens_per_s": round(tps["trl"], 1), "tunelab_tokens_per_s": round(tps["tunelab"], 1),
-        "speedup": round(tps["tunelab"] / tps["trl"], 2),
-        "trl_peak_rss_mb": sides["trl"]["peak_rss_mb"], "tunelab_peak_rss_mb": sides["tunelab"]["peak_rss_mb"],
-        "rss_ratio": round(sides["tunelab"]["peak_rss_mb"] / sides["trl"]["peak_rss_mb"], 2),
-        "trl_val_loss": round(sides["trl"]["val_loss"], 4), "tunelab_val_loss": round(sides["tunelab"]["val_loss"], 4),
-        "bf16_peak_gflops": round(peak / 1e9, 1), "tunelab_mfu": round(achieved / peak, 3),
-        "trl_settings": sides["trl"]["settings"], "tunelab_settings": sides["tunelab"]["settings"],
+        "bench": "sft", "rows": TRAIN_ROWS, "val_rows": VAL_ROWS, "max_steps": args.max_steps, "sets": args.set,
+        "tunelab_src": args.tunelab_src or "working tree",
+        "speedup_process": round(tl["tokens_per_s_process"] / trl["tokens_per_s_process"], 2),
+        "speedup_loop": round(tl["tokens_per_s_loop"] / trl["tokens_per_s_loop"], 2),
+        "rss_ratio": round(tl["peak_rss_mb"] / trl["peak_rss_mb"], 2),
+        "cpu_native_bf16": cpu_has_bf16(), "trl_bf16": args.trl_bf16, "matmul_gflops": peaks,
+        "load_at_peak": load, "tunelab_mfu": round(achieved / peak, 3),
+        "trl": trl, "tunelab": tl,
     }))
 
 

@@ -28,23 +28,83 @@ def _encoded(tok, tmp_path):
     return dataset.encode_split(tok, rows, 256, False).rows
 
 
+def _varied(enc):
+    """The examples with every other one cut to a third of its length ,
+    so a batch has short and long examples to pack together."""
+    from dataclasses import replace
+
+    return [replace(e, input_ids=e.input_ids[:len(e.input_ids) // 3], labels=e.labels[:len(e.labels) // 3])
+            if i % 2 else e for i, e in enumerate(enc)]
+
+
+def _placements(packed, enc):
+    """(row, start) of every example in a packed batch, found by its tokens and positions."""
+    out = []
+    for e in enc:
+        n = len(e.input_ids)
+        hits = [(r, s) for r in range(packed["input_ids"].shape[0]) for s in range(packed["input_ids"].shape[1] - n + 1)
+                if packed["input_ids"][r, s:s + n].tolist() == e.input_ids and packed["position_ids"][r, s] == 0]
+        out.append(hits[0])
+    return out
+
+
 @pytest.mark.parametrize("impl", ["sdpa", "eager"])
 def test_packed_examples_cannot_see_each_other(tiny, tmp_path, impl):
     model, tok = tiny
     model.set_attn_implementation(impl)
-    enc = _encoded(tok, tmp_path)[:3]
-    packed = fastpath.PackingCollator(impl)([{"input_ids": e.input_ids, "labels": e.labels} for e in enc])
-    assert packed["input_ids"].shape[0] == 1
-    starts = [0, len(enc[0].input_ids), len(enc[0].input_ids) + len(enc[1].input_ids)]
-    assert all(packed["labels"][0, s] == -100 for s in starts)  # no example learns from the one before
+    enc = _varied(_encoded(tok, tmp_path)[:6])
+    packed = fastpath.PackingCollator(impl, tok.pad_token_id)([{"input_ids": e.input_ids, "labels": e.labels}
+                                                               for e in enc])
+    assert packed["input_ids"].shape[0] < len(enc)  # several examples share a row
+    assert packed["input_ids"].shape[1] == max(len(e.input_ids) for e in enc)  # rows no longer than the longest
     with torch.no_grad():
         logits = model(input_ids=packed["input_ids"], position_ids=packed["position_ids"],
-                       attention_mask=packed["attention_mask"]).logits[0]
-        start = 0
-        for e in enc:
-            alone = model(input_ids=torch.tensor([e.input_ids])).logits[0]
-            assert torch.allclose(logits[start:start + len(e.input_ids)], alone, atol=1e-5)
-            start += len(e.input_ids)
+                       attention_mask=packed["attention_mask"]).logits
+    for e, (row, start) in zip(enc, _placements(packed, enc)):
+        assert packed["labels"][row, start] == -100  # no example learns from the one before
+        alone = model(input_ids=torch.tensor([e.input_ids])).logits[0]
+        assert torch.allclose(logits[row, start:start + len(e.input_ids)], alone, atol=1e-5)
+
+
+def test_packed_rows_give_the_loss_and_gradients_of_unpacked_rows(tiny_model, tmp_path):
+    """The training loss (mean over label tokens, as the trainer computes it) and its gradients
+    are the same, in fp32, whether a batch is packed or each example runs alone."""
+    ref = resolve(tiny_model)
+    tok = load_tokenizer(ref)
+    enc = _varied(_encoded(tok, tmp_path)[:8])
+    examples = [{"input_ids": e.input_ids, "labels": e.labels} for e in enc]
+
+    packed_model = load_model(ref)
+    batch = fastpath.PackingCollator("sdpa", tok.pad_token_id)(examples)
+    logits = packed_model(**{k: v for k, v in batch.items() if k != "labels"}).logits
+    labels = batch["labels"][:, 1:]
+    loss_packed = F.cross_entropy(logits[:, :-1].reshape(-1, logits.shape[-1]), labels.reshape(-1),
+                                  ignore_index=-100, reduction="sum") / (labels != -100).sum()
+    loss_packed.backward()
+
+    plain_model = load_model(ref)
+    total, count = 0.0, 0
+    for e in enc:
+        lab = torch.tensor(e.labels[1:])
+        out = plain_model(input_ids=torch.tensor([e.input_ids])).logits[0, :-1]
+        total = total + F.cross_entropy(out, lab, ignore_index=-100, reduction="sum")
+        count += int((lab != -100).sum())
+    loss_plain = total / count
+    loss_plain.backward()
+
+    assert batch["labels"].ne(-100).sum() == count  # the same loss-bearing tokens
+    assert torch.allclose(loss_packed, loss_plain, atol=1e-5)
+    for (name, a), (_, b) in zip(packed_model.named_parameters(), plain_model.named_parameters()):
+        assert torch.allclose(a.grad, b.grad, atol=1e-5), name
+
+
+def test_rows_are_filled_longest_first_and_hold_every_example_once():
+    lengths = [50, 10, 40, 30, 20, 50, 5]
+    rows = fastpath.pack_rows(lengths)
+    assert sorted(i for row in rows for i in row) == list(range(len(lengths)))
+    assert all(sum(lengths[i] for i in row) <= 50 for row in rows)
+    assert sorted(sorted(lengths[i] for i in row) for row in rows) == [[5], [10, 40], [20, 30], [50], [50]]
+    assert fastpath.pack_rows([7]) == [[0]]
 
 
 def test_tiled_loss_and_its_gradients_equal_the_plain_loss(tiny_model, tmp_path):

@@ -22,7 +22,7 @@ def trained(tiny_model, tmp_path_factory):
     folder = tmp_path_factory.mktemp("sft")
     data = write_jsonl(folder / "memo.jsonl", MEMO_ROWS)
     cfg = build_config(overrides={"model.name": tiny_model, "data.train": str(data), "data.val": str(data),
-                                  "train.epochs": 40}, sets=FAST)
+                                  "train.epochs": 60}, sets=FAST)  # well past the margin: any rounding memorises
     return api.train(cfg, out=folder / "run")
 
 

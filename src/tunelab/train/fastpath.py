@@ -1,8 +1,9 @@
 """The CPU fast path: what `tunelab train` does differently from a plain TRL run, and why.
 
-- Padding-free batches: each batch is one row of concatenated examples with per-example
-  ``position_ids`` and a block-diagonal causal attention mask, so no example sees another and
-  no compute is spent on padding (PackingCollator, given to TRL as its data collator).
+- Packed batches: a batch's examples are packed into a few rows no longer than its longest
+  example, each with per-example ``position_ids`` and a block-diagonal causal attention mask,
+  so no example sees another, attention is per row (not quadratic in the whole batch) and
+  little compute is spent on padding (PackingCollator, given to TRL as its data collator).
   transformers 5.24 builds its own mask from packed ``position_ids`` by comparing positions
   only, which lets an example see the start of the one before it; an explicit 4D mask is
   used as given, so we pass one.
@@ -34,39 +35,61 @@ def padding_free(method: str, fast: bool) -> bool:
 
 
 class PackingCollator:
-    """Concatenates a batch of tokenised examples into one row with a block-diagonal causal mask.
+    """Packs a batch of tokenised examples into a few rows of similar length, each row holding
+    whole examples with its own block-diagonal causal mask.
 
-    The first label of every example is masked: it would be predicted from the previous
-    example's last token.
+    Rows are filled first-fit-decreasing up to the longest example's length, so attention costs
+    rows·L² instead of (whole batch)² and little is spent on padding. The first label of every
+    example is masked: it would be predicted from the previous example's last token. Padding
+    positions carry label -100 and attend only to themselves (a fully masked query row would
+    give NaN). The loss is a sum over label tokens, so it does not depend on which row an
+    example lands in.
     """
 
-    def __init__(self, attn_implementation: str | None = "sdpa") -> None:
+    def __init__(self, attn_implementation: str | None = "sdpa", pad_id: int = 0) -> None:
         self.additive = attn_implementation == "eager"  # eager adds the mask to the scores
+        self.pad_id = pad_id
 
     def __call__(self, examples: list[dict]) -> dict:
         import torch
 
-        ids, labels, positions, seq = [], [], [], []
-        for n, ex in enumerate(examples):
-            length = len(ex["input_ids"])
-            ids.extend(ex["input_ids"])
-            lab = list(ex["labels"])
-            lab[0] = -100
-            labels.extend(lab)
-            positions.extend(range(length))
-            seq.extend([n] * length)
-        seq_t = torch.tensor(seq)
-        same = seq_t[:, None] == seq_t[None, :]
-        causal = torch.ones(len(seq), len(seq), dtype=torch.bool).tril()
-        mask = (same & causal)[None, None]
+        rows = pack_rows([len(ex["input_ids"]) for ex in examples])
+        width = max(sum(len(examples[i]["input_ids"]) for i in row) for row in rows)
+        ids = torch.full((len(rows), width), self.pad_id, dtype=torch.long)
+        labels = torch.full((len(rows), width), -100, dtype=torch.long)
+        positions = torch.zeros((len(rows), width), dtype=torch.long)
+        segment = -torch.arange(1, width + 1).repeat(len(rows), 1)  # padding: a segment of its own
+        for r, row in enumerate(rows):
+            start = 0
+            for i in row:
+                n = len(examples[i]["input_ids"])
+                ids[r, start:start + n] = torch.tensor(examples[i]["input_ids"])
+                labels[r, start + 1:start + n] = torch.tensor(examples[i]["labels"][1:])
+                positions[r, start:start + n] = torch.arange(n)
+                segment[r, start:start + n] = i
+                start += n
+        causal = torch.ones(width, width, dtype=torch.bool).tril()
+        mask = ((segment[:, :, None] == segment[:, None, :]) & causal)[:, None]
         if self.additive:
             mask = torch.zeros(mask.shape).masked_fill(~mask, torch.finfo(torch.float32).min)
-        return {
-            "input_ids": torch.tensor([ids]),
-            "labels": torch.tensor([labels]),
-            "position_ids": torch.tensor([positions]),
-            "attention_mask": mask,
-        }
+        return {"input_ids": ids, "labels": labels, "position_ids": positions, "attention_mask": mask}
+
+
+def pack_rows(lengths: list[int]) -> list[list[int]]:
+    """Example indices grouped into rows no longer than the longest example (first fit,
+    longest first): few rows, little padding."""
+    capacity = max(lengths)
+    rows: list[list[int]] = []
+    room: list[int] = []
+    for i in sorted(range(len(lengths)), key=lambda i: -lengths[i]):
+        slot = next((r for r, free in enumerate(room) if free >= lengths[i]), None)
+        if slot is None:
+            rows.append([i])
+            room.append(capacity - lengths[i])
+        else:
+            rows[slot].append(i)
+            room[slot] -= lengths[i]
+    return rows
 
 
 def activation_bytes(config, batch_tokens: int, seq_len: int, bf16: bool) -> float:
@@ -106,3 +129,16 @@ def set_threads() -> int:
     if not torch.cuda.is_available():
         torch.set_num_threads(n)
     return n
+
+
+def final_evaluation(trainer) -> dict:
+    """The held-out metrics of the model as trained: the evaluation the loop already ran at its
+    last step when there was one (running it again costs a whole pass over the held-out data
+    for the same numbers), else a fresh one. With the best checkpoint restored at the end, the
+    model is not the one last evaluated, so that case always evaluates."""
+    step = trainer.state.global_step
+    if not trainer.args.load_best_model_at_end:
+        for entry in reversed(trainer.state.log_history):
+            if entry.get("step") == step and "eval_loss" in entry:
+                return dict(entry)
+    return trainer.evaluate()

@@ -45,7 +45,7 @@ def run(cfg: RunConfig, run_dir: RunDir, events: EventSink = no_events, resume: 
     trainer = _trainer(model, tokenizer, enc_train.rows, enc_val.rows, cfg, run_dir)
     counter = _TokenCounter(trainer, sum(len(r.input_ids) for r in enc_val.rows))
     loss, seconds = setup.fit(trainer, run_dir, events, resume_from=checkpoint)
-    final_eval = trainer.evaluate() if enc_val.rows else {}
+    final_eval = fastpath.final_evaluation(trainer) if enc_val.rows else {}
     setup.save_weights(cfg, model, tokenizer, run_dir)
     real_tokens = counter.train_tokens()
     plan = setup.schedule(cfg, len(enc_train.rows))
@@ -105,7 +105,8 @@ def _trainer(model, tokenizer, train_rows: list[Encoded], val_rows: list[Encoded
     return SFTTrainer(
         model=model, args=args, train_dataset=_dataset(train_rows),
         eval_dataset=_dataset(val_rows) if val_rows else None, processing_class=tokenizer,
-        data_collator=fastpath.PackingCollator(model.config._attn_implementation) if packed else None,
+        data_collator=fastpath.PackingCollator(model.config._attn_implementation, tokenizer.pad_token_id or 0)
+        if packed else None,
         callbacks=[EarlyStoppingCallback(early_stopping_patience=t.early_stopping_patience)] if stopping else [])
 
 
@@ -136,7 +137,8 @@ def _checkpointing(model, rows: list[Encoded], cfg: RunConfig) -> bool:
 
 
 class _TokenCounter:
-    """Counts the real (non-padding) tokens of the training batches.
+    """Counts the real (non-padding) tokens of the training batches: the examples' own lengths,
+    whatever padding or packing the collator adds.
 
     It wraps the trainer's collator; evaluation batches pass through the same collator, so
     the validation set's tokens are subtracted once per evaluation run."""
@@ -150,10 +152,8 @@ class _TokenCounter:
         collate = trainer.data_collator
 
         def counting(batch):
-            out = collate(batch)
-            mask = out.get("attention_mask")
-            self.total += int(mask.sum()) if mask is not None and mask.dim() == 2 else out["input_ids"].numel()
-            return out
+            self.total += sum(len(example["input_ids"]) for example in batch)
+            return collate(batch)
 
         trainer.data_collator = counting
         counter = self
