@@ -8,7 +8,7 @@ import typer
 
 from tunelab import api
 from tunelab.cli.app import app
-from tunelab.cli.render import checked_device_map
+from tunelab.cli.render import DEVICE_MAP_HELP, checked_device_map
 from tunelab.cli.render import console
 from tunelab.errors import ConfigError
 
@@ -21,7 +21,7 @@ def chat_cmd(
     system: str = typer.Option(None, "--system", help="system message"),
     max_new_tokens: int = typer.Option(256, "--max-new-tokens", min=1),
     temperature: float = typer.Option(0.0, "--temperature", min=0.0, help="0 = greedy"),
-    device_map: str = typer.Option(None, "--device-map", help="auto: spread the layers over every visible GPU, then CPU memory (a model larger than one GPU); default: one device, or auto when the model does not fit one GPU"),
+    device_map: str = typer.Option(None, "--device-map", help=DEVICE_MAP_HELP),
 ) -> None:
     """Chat in a REPL (empty line or Ctrl-D to quit), or answer one --prompt."""
     if (run_dir is None) == (model is None):

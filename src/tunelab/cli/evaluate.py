@@ -9,7 +9,7 @@ from rich.table import Table
 
 from tunelab import api
 from tunelab.cli.app import app
-from tunelab.cli.render import ProgressView, checked_device_map, console, print_json
+from tunelab.cli.render import DEVICE_MAP_HELP, ProgressView, checked_device_map, console, print_json
 from tunelab.evaluate.report import METRICS
 
 
@@ -27,7 +27,7 @@ def eval_cmd(
                                     help="compute the base model's side again instead of reusing an earlier eval's "
                                          "(same base, rows and settings)"),
     as_json: bool = typer.Option(False, "--json", help="print JSON instead of tables"),
-    device_map: str = typer.Option(None, "--device-map", help="auto: spread the layers over every visible GPU, then CPU memory (a model larger than one GPU); default: one device, or auto when the model does not fit one GPU"),
+    device_map: str = typer.Option(None, "--device-map", help=DEVICE_MAP_HELP),
 ) -> None:
     """Compare the base model and the tuned model on the same rows (greedy decoding), and check
     forgetting, bias and overfitting. Writes eval.json, report.md and report.html into the run."""

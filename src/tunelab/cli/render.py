@@ -65,6 +65,10 @@ def _fmt(x) -> str:
     return "-" if x is None else f"{x:.4f}"
 
 
+DEVICE_MAP_HELP = ("auto: spread the layers over every visible GPU, then CPU memory (a model larger than one GPU); "
+                   "default: one device, or auto when the model does not fit one GPU")
+
+
 def checked_device_map(value: str | None) -> str | None:
     """--device-map: only "auto" (or nothing) is meaningful for a whole model."""
     from tunelab.errors import ConfigError

@@ -7,7 +7,7 @@ from pathlib import Path
 import typer
 
 from tunelab.cli.app import app
-from tunelab.cli.render import checked_device_map
+from tunelab.cli.render import DEVICE_MAP_HELP, checked_device_map
 from tunelab.cli.render import console
 from tunelab.errors import ConfigError
 from tunelab.models.catalog import DEFAULT_MODEL
@@ -34,7 +34,7 @@ def serve_cmd(
     dtype: str = typer.Option("auto", "--dtype", help="auto (bf16 where supported) | float32 | bfloat16"),
     rag: list[str] = typer.Option(None, "--rag", help="NAME=INDEX[:RUN]: a model name that retrieves from INDEX "
                                                        "(tunelab rag index) before the base, or RUN, answers"),
-    device_map: str = typer.Option(None, "--device-map", help="auto: spread the layers over every visible GPU, then CPU memory (a model larger than one GPU); default: one device, or auto when the model does not fit one GPU"),
+    device_map: str = typer.Option(None, "--device-map", help=DEVICE_MAP_HELP),
     max_batch: int = typer.Option(LIMITS.max_batch, "--max-batch", min=1, help="requests generated together"),
     max_queue: int = typer.Option(LIMITS.max_queue, "--max-queue", min=1,
                                   help="requests waiting or generating before answering 429"),

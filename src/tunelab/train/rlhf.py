@@ -55,6 +55,7 @@ class RlhfConfig(Section):
     data: Overrides = Field(default_factory=dict, description="shared data section")
     train: Overrides = Field(default_factory=dict, description="shared train section")
     eval: Overrides = Field(default_factory=dict, description="shared eval section")
+    dpo: Overrides = Field(default_factory=dict, description="shared dpo section")
     ppo: Overrides = Field(default_factory=dict, description="shared ppo section")
     rloo: Overrides = Field(default_factory=dict, description="shared rloo section")
     stages: dict[str, StageOverrides | str] = Field(
