@@ -77,6 +77,17 @@ class TrainSection(_Section):
     distributed_config: str | None = Field(
         None, description="FSDP or DeepSpeed settings: a shipped name (fsdp-full-shard, fsdp-offload, zero2, zero3) "
                           "or a JSON file; default: fsdp-full-shard or zero2")
+    report_to: list[Literal["tensorboard", "mlflow", "wandb", "trackio"]] = Field(
+        default_factory=list, description="experiment trackers to log to besides metrics.jsonl (tensorboard, mlflow, "
+                                          "wandb, trackio); none by default")
+
+    @field_validator("report_to", mode="before")
+    @classmethod
+    def _one_or_none(cls, value):
+        # --set train.report_to=tensorboard and report_to: none read as one name and as no tracker
+        if value is None or value == "none":
+            return []
+        return [value] if isinstance(value, str) else value
 
     @field_validator("bf16", "gradient_checkpointing", mode="before")
     @classmethod
