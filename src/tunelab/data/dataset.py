@@ -21,6 +21,9 @@ def load_conversations(path: str | Path) -> list[list[dict]]:
     if parsed.is_preference:
         raise DataError(f"{path}: holds preference pairs ({parsed.format}); supervised fine-tuning needs "
                         "chat, instruction or completion rows (for pairs use --stage reward or --stage dpo)")
+    if parsed.is_prompt_only:
+        raise DataError(f"{path}: holds prompts without answers ({parsed.format}); supervised fine-tuning needs "
+                        "chat, instruction or completion rows (for prompts use --stage grpo, rloo or ppo)")
     return parsed.messages
 
 
@@ -36,17 +39,28 @@ def load_pairs(path: str | Path) -> list[dict]:
 
 
 def load_prompts(path: str | Path) -> list[list[dict]]:
-    """The prompts of a file (what policy optimisation answers): a preference file's prompts,
-    or every conversation up to its last assistant turn."""
-    from tunelab.data.formats import prompt_and_reference
+    """The prompts of a file (what policy optimisation answers): prompt-only rows, a preference
+    file's prompts, or every conversation up to its last assistant turn."""
+    return [row["prompt"] for row in load_prompt_rows(path)]
+
+
+def load_prompt_rows(path: str | Path, required: tuple[str, ...] = ()) -> list[dict]:
+    """Every row of ``path`` as {"prompt": messages, **the row's other fields}; a row without
+    one of the ``required`` fields (a reference a reward compares against) is an error naming
+    its line."""
+    from tunelab.data.formats import prompt_of
 
     parsed = parse_file(path)
     _raise_first(path, parsed.report.errors)
     if not parsed.messages:
         raise DataError(f"{path}: no rows found")
-    if parsed.is_preference:
-        return [p["prompt"] for p in parsed.pairs]
-    return [prompt_and_reference(m)[0] for m in parsed.messages]
+    prompts = [p["prompt"] for p in parsed.pairs] if parsed.is_preference else [prompt_of(m) for m in parsed.messages]
+    for line, fields in zip(parsed.lines, parsed.fields):
+        missing = [name for name in required if fields.get(name) is None]
+        if missing:
+            raise DataError(f"{path}:{line}: missing_field: no '{missing[0]}' field (a reward compares answers "
+                            f"against it; fields here: {', '.join(sorted(fields)) or 'none'})")
+    return [{**fields, "prompt": prompt} for prompt, fields in zip(prompts, parsed.fields)]
 
 
 def _raise_first(path, errors) -> None:

@@ -167,9 +167,11 @@ def diagnose(path, model: str, max_length: int | None = None, *, against=None, n
             report.over_length = sum(n > max_length for n in lengths)
             report.findings += over_length(lengths, lines, max_length)
     report.findings += duplicates(rows, lines, near)
-    if not parsed.is_preference:
+    if not parsed.is_preference and not parsed.is_prompt_only:
         report.findings += conflicts(rows, lines)
-    report.findings += outliers(rows, lines) + personal_data(rows, lines)
+    if not parsed.is_prompt_only:  # prompts alone have no answers to compare
+        report.findings += outliers(rows, lines)
+    report.findings += personal_data(rows, lines)
     if against is not None:
         report.findings += leakage(rows, lines, parse_file(against).messages)
     if plots is not None and lengths:

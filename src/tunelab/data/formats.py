@@ -5,6 +5,12 @@ Supported training formats (one per file):
 - ``instruction``: {"instruction", "input"?, "output"}                          (Alpaca style)
 - ``completion``:  {"prompt", "completion"}
 
+Prompt-only formats (what policy optimisation answers: --stage ppo, rloo, grpo), one per file:
+- ``prompt``:      {"prompt": str | messages ending with a user turn, "system"?}
+- ``chat_prompt``: {"messages": [..., {"role": "user", ...}]}   (a conversation awaiting its answer)
+Every other field of a prompt row is kept with it (e.g. "answer": the reference that a GRPO
+exact-match reward compares against).
+
 Preference formats (for reward models and DPO), also one per file:
 - ``preference``:        {"prompt": str | messages, "chosen": str, "rejected": str}
 - ``preference_openai``: {"input": {"messages": [...]}, "preferred_output": [assistant message],
@@ -18,14 +24,17 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-FORMATS = ("chat", "instruction", "completion", "preference", "preference_openai")
+FORMATS = ("chat", "instruction", "completion", "prompt", "chat_prompt", "preference", "preference_openai")
 PREFERENCE_FORMATS = ("preference", "preference_openai")
+PROMPT_FORMATS = ("prompt", "chat_prompt")
 ROLES = ("system", "user", "assistant")
 MESSAGE_KEYS = {"role", "content", "weight", "name"}
 FORMAT_KEYS = {
     "chat": {"messages"},
     "instruction": {"instruction", "input", "output", "system"},
     "completion": {"prompt", "completion", "system"},
+    "prompt": {"prompt", "system"},
+    "chat_prompt": {"messages"},
     "preference": {"prompt", "chosen", "rejected", "system"},
     "preference_openai": {"input", "preferred_output", "non_preferred_output"},
 }
@@ -50,12 +59,28 @@ def detect_row(obj: object) -> str | None:
     if "chosen" in obj or "rejected" in obj:
         return "preference"
     if "messages" in obj:
-        return "chat"
+        return "chat_prompt" if _ends_with_user(obj["messages"]) else "chat"
     if "instruction" in obj or "output" in obj:
         return "instruction"
-    if "prompt" in obj or "completion" in obj:
+    if "completion" in obj:
         return "completion"
+    if "prompt" in obj:
+        return "prompt"
     return None
+
+
+def _ends_with_user(messages: object) -> bool:
+    return isinstance(messages, list) and bool(messages) and isinstance(messages[-1], dict) \
+        and messages[-1].get("role") == "user"
+
+
+def file_format(row_format: str, file_format: str | None) -> str:
+    """The format to check a row as, given the format of the file so far: in a completion file a
+    row without its completion, and in a chat file a conversation without its answer, are rows of
+    that file missing a part (an error naming the part), not rows of another format."""
+    if (file_format, row_format) in (("completion", "prompt"), ("chat", "chat_prompt")):
+        return file_format
+    return row_format
 
 
 def check_row(obj: dict, fmt: str, line: int) -> tuple[list[Finding], list[Finding]]:
@@ -63,7 +88,7 @@ def check_row(obj: dict, fmt: str, line: int) -> tuple[list[Finding], list[Findi
     errors: list[Finding] = []
     warnings: list[Finding] = []
     extra = sorted(set(obj) - FORMAT_KEYS[fmt])
-    if extra:
+    if extra and fmt not in PROMPT_FORMATS:  # a prompt row's other fields are kept (reward references)
         warnings.append(Finding(line, "unrecognized_key", f"ignored key(s): {', '.join(extra)}"))
     if fmt == "chat":
         errors.extend(_check_messages(obj.get("messages"), line))
@@ -72,6 +97,10 @@ def check_row(obj: dict, fmt: str, line: int) -> tuple[list[Finding], list[Findi
         errors.extend(_check_output(obj, "output", line))
     elif fmt in PREFERENCE_FORMATS:
         errors.extend(_check_preference(obj, fmt, line))
+    elif fmt == "chat_prompt":
+        errors.extend(_check_prompt_messages(obj.get("messages"), "messages", line))
+    elif fmt == "prompt":
+        errors.extend(_check_prompt(obj, line))
     else:
         errors.extend(_check_text_fields(obj, line, required=("prompt",), optional=("system",)))
         errors.extend(_check_output(obj, "completion", line))
@@ -136,6 +165,25 @@ def _check_messages(messages: object, line: int) -> list[Finding]:
     if not has_assistant:
         out.append(Finding(line, "no_assistant_message", "no assistant message: nothing to learn from this row"))
     return out
+
+
+def _check_prompt(obj: dict, line: int) -> list[Finding]:
+    prompt = obj.get("prompt")
+    out = _check_text_fields(obj, line, required=(), optional=("system",))
+    if isinstance(prompt, list):
+        return out + _check_prompt_messages(prompt, "prompt", line)
+    return out + _check_text_fields(obj, line, required=("prompt",), optional=())
+
+
+def _check_prompt_messages(messages: object, key: str, line: int) -> list[Finding]:
+    """A conversation awaiting its answer: valid messages whose last turn is the user's."""
+    if not isinstance(messages, list) or not messages:
+        return [Finding(line, "missing_messages_list", f"'{key}' must be a non-empty list of messages")]
+    out = [f for f in _check_messages(messages, line) if f.kind != "no_assistant_message"]
+    if not out and messages[-1].get("role") != "user":
+        out.append(Finding(line, "prompt_not_user_turn", f"'{key}' must end with a user message (the turn to "
+                           f"answer), not {messages[-1].get('role')!r}"))
+    return [Finding(f.line, f.kind, f.message.replace("messages[", f"{key}[", 1)) for f in out]
 
 
 def _check_preference(obj: dict, fmt: str, line: int) -> list[Finding]:
@@ -217,6 +265,37 @@ def to_messages(obj: dict, fmt: str) -> list[dict]:
         prompt, answer = obj["prompt"], obj["completion"]
     msgs = [{"role": "system", "content": obj["system"]}] if obj.get("system") else []
     return msgs + [{"role": "user", "content": prompt}, {"role": "assistant", "content": answer}]
+
+
+def to_prompt(obj: dict, fmt: str) -> list[dict]:
+    """A valid prompt-only row as chat messages ending with the user turn to answer."""
+    if fmt == "chat_prompt":
+        return [{"role": m["role"], "content": m["content"]} for m in obj["messages"]]
+    prompt = obj["prompt"]
+    msgs = [{"role": "user", "content": prompt}] if isinstance(prompt, str) else [
+        {"role": m["role"], "content": m["content"]} for m in prompt]
+    return ([{"role": "system", "content": obj["system"]}] if obj.get("system") else []) + msgs
+
+
+# The keys that make up a row's prompt, per format: every other key of the row is one of its
+# fields (a completion, a chosen answer, or a reference such as "answer" that rewards compare to).
+PROMPT_KEYS = {"chat": {"messages"}, "chat_prompt": {"messages"}, "instruction": {"instruction", "input", "system"},
+               "completion": {"prompt", "system"}, "prompt": {"prompt", "system"},
+               "preference": {"prompt", "system"}, "preference_openai": {"input"}}
+
+
+def fields_of(obj: dict, fmt: str) -> dict:
+    """The row's fields beyond its prompt, as they are in the file."""
+    return {k: v for k, v in obj.items() if k not in PROMPT_KEYS[fmt]}
+
+
+def prompt_of(messages: list[dict]) -> list[dict]:
+    """What a policy answers: a conversation awaiting its answer (ending with the user's turn) as
+    it is, any other up to its last assistant turn."""
+    if messages and messages[-1]["role"] == "user":
+        return messages
+    last = max((i for i, m in enumerate(messages) if m["role"] == "assistant"), default=len(messages))
+    return messages[:last]
 
 
 def prompt_and_reference(messages: list[dict]) -> tuple[list[dict], str]:

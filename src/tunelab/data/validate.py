@@ -6,13 +6,16 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from tunelab.data.formats import PREFERENCE_FORMATS, Finding, check_row, detect_row, to_messages, to_pair
-from tunelab.data.load import BadLine, iter_lines
+from tunelab.data.formats import (PREFERENCE_FORMATS, PROMPT_FORMATS, Finding, check_row, detect_row, fields_of,
+                                  file_format, to_messages, to_pair, to_prompt)
+from tunelab.data.load import BadLine
+from tunelab.data.sources import UNITS, iter_rows, kind_of
 
 
 @dataclass
 class Report:
     path: str
+    unit: str = "line"  # what a finding's number counts: line (JSONL), row (CSV) or index (see data/sources.py)
     rows: int = 0
     format: str | None = None
     errors: list[Finding] = field(default_factory=list)
@@ -34,6 +37,7 @@ class Report:
     def as_dict(self) -> dict:
         return {
             "path": self.path,
+            "unit": self.unit,
             "rows": self.rows,
             "format": self.format,
             "errors": [f.as_dict() for f in self.errors],
@@ -51,43 +55,54 @@ class Report:
 class Parsed:
     """The valid rows of a file with their line numbers: chat messages for training formats;
     for preference formats, ``pairs`` ({prompt, chosen, rejected}) and ``messages`` holding
-    prompt + chosen answer (what length and duplicate checks look at)."""
+    prompt + chosen answer (what length and duplicate checks look at); for prompt-only formats,
+    ``messages`` holding the prompt alone. ``fields`` holds each valid row's other fields (a
+    reference answer for rewards to compare against, ...)."""
 
     format: str | None
     lines: list[int]
     messages: list[list[dict]]
     report: Report
     pairs: list[dict] = field(default_factory=list)
+    fields: list[dict] = field(default_factory=list)
 
     @property
     def is_preference(self) -> bool:
         return self.format in PREFERENCE_FORMATS
 
+    @property
+    def is_prompt_only(self) -> bool:
+        return self.format in PROMPT_FORMATS
 
-def parse_file(path: str | Path) -> Parsed:
-    """Read, detect and check every row; keep valid rows as messages.
+
+def parse_file(path: str | Path, columns: dict[str, str] | None = None) -> Parsed:
+    """Read, detect and check every row of any source (data/sources.py), its ``columns``
+    renamed onto tunelab's fields; keep valid rows as messages.
 
     The file's format is the first valid-looking row's format; a row of another format is
     a ``mixed_format`` error (one file, one format).
     """
-    report = Report(path=str(path))
+    report = Report(path=str(path), unit=UNITS[kind_of(path)])
     lines: list[int] = []
     messages: list[list[dict]] = []
     pairs: list[dict] = []
-    for item in iter_lines(path):
+    fields: list[dict] = []
+    for item in iter_rows(path, columns):
         if isinstance(item, BadLine):
             report.errors.append(Finding(item.line, item.kind, item.message))
             continue
         report.rows += 1
         obj = item.obj
         if not isinstance(obj, dict):
-            report.errors.append(Finding(item.line, "not_object", "each line must be a JSON object"))
+            report.errors.append(Finding(item.line, "not_object", "each row must be a JSON object"))
             continue
         fmt = detect_row(obj)
+        if fmt is not None:
+            fmt = file_format(fmt, report.format)
         if fmt is None:
             report.errors.append(
                 Finding(item.line, "unknown_format", f"keys {sorted(obj)} match no format (expected messages | instruction+output | "
-                        "prompt+completion | prompt+chosen+rejected)")
+                        "prompt+completion | prompt | prompt+chosen+rejected)")
             )
             continue
         if report.format is None:
@@ -102,13 +117,16 @@ def parse_file(path: str | Path) -> Parsed:
         report.warnings.extend(warns)
         if not errs:
             lines.append(item.line)
-            if fmt in PREFERENCE_FORMATS:
+            fields.append(fields_of(obj, fmt))
+            if fmt in PROMPT_FORMATS:
+                messages.append(to_prompt(obj, fmt))
+            elif fmt in PREFERENCE_FORMATS:
                 pair = to_pair(obj, fmt)
                 pairs.append(pair)
                 messages.append(pair["prompt"] + [{"role": "assistant", "content": pair["chosen"]}])
             else:
                 messages.append(to_messages(obj, fmt))
-    return Parsed(report.format, lines, messages, report, pairs)
+    return Parsed(report.format, lines, messages, report, pairs, fields)
 
 
 def token_stats(lengths: list[int]) -> dict:
