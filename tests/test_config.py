@@ -16,7 +16,7 @@ def test_precedence_and_types(tmp_path):
     assert cfg.train.lr == 1e-4 and cfg.train.epochs == 5
     assert cfg.method.lora.r == 4 and cfg.method.lora.alpha == 32
     assert cfg.method.lora.target_modules == ["q_proj", "v_proj"]
-    assert cfg.train.batch_size == 8  # default kept
+    assert cfg.train.batch_size == "auto"  # default kept
 
 
 def test_yaml_on_off_words_work_for_switches(tmp_path):

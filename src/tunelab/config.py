@@ -7,6 +7,7 @@ every default made explicit, is written to ``<run>/config.yaml``.
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -47,10 +48,19 @@ MethodSection = create_model(
 
 
 class TrainSection(_Section):
-    epochs: float = Field(3.0, gt=0, description="passes over the training data")
+    epochs: float | Literal["auto"] = Field(
+        "auto", description="passes over the training data; auto: from the rows and answer tokens (train/auto.py)")
     max_steps: int = Field(-1, description="stop after this many optimizer steps (-1: use epochs)")
-    lr: float = Field(2e-4, gt=0, description="peak learning rate")
-    batch_size: int = Field(8, ge=1, description="rows per optimizer step (before accumulation)")
+    lr: float | Literal["auto"] = Field(
+        "auto", description="peak learning rate; auto: from the method and the model size (train/auto.py)")
+    batch_size: int | Literal["auto"] = Field(
+        "auto", description="rows per optimizer step (before accumulation); auto: from the rows and their length")
+    time_budget: str | None = Field(
+        None, description="finish training within this wall time (90s, 10m, 1h): the steps and the learning-rate "
+                          "schedule are fitted to it after measuring the first steps")
+    blend: str | None = Field(
+        None, description="mix general data into training against forgetting: general:0.1 (the base model's own "
+                          "answers to everyday requests) or FILE.jsonl:0.1 (share of the training rows)")
     grad_accum: int = Field(1, ge=1, description="gradient accumulation steps")
     warmup_ratio: float = Field(0.05, ge=0, lt=1, description="share of steps spent warming up the learning rate")
     scheduler: str = Field("cosine", description="learning-rate schedule (linear, cosine, constant, ...)")
@@ -88,6 +98,26 @@ class TrainSection(_Section):
         if value is None or value == "none":
             return []
         return [value] if isinstance(value, str) else value
+
+    @field_validator("time_budget", mode="before")
+    @classmethod
+    def _duration(cls, value):
+        if value is not None:
+            parse_duration(value)  # a bare number from YAML is seconds
+        return None if value is None else str(value)
+
+    @field_validator("blend")
+    @classmethod
+    def _blend_spec(cls, value):
+        if value is not None:
+            parse_blend_spec(value)
+        return value
+
+    @field_validator("epochs", "lr", "batch_size", mode="before")
+    @classmethod
+    def _auto_or_positive(cls, value, info):
+        # one check for the word and the number, so an error names the key once and says what fits
+        return auto_or_positive(value, whole=info.field_name == "batch_size")
 
     @field_validator("bf16", "gradient_checkpointing", mode="before")
     @classmethod
@@ -166,6 +196,43 @@ class RunConfig(_Section):
 
     def to_yaml(self) -> str:
         return yaml.safe_dump(self.model_dump(mode="json"), sort_keys=False)
+
+
+def auto_or_positive(value, whole: bool = False):
+    """'auto' (any case) or a number above zero (a whole one when ``whole``)."""
+    if isinstance(value, str) and value.strip().lower() == "auto":
+        return "auto"
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        number = float("nan")
+    if isinstance(value, bool) or not number > 0 or (whole and number != int(number)):
+        raise ValueError(f"expected auto or a {'whole ' if whole else ''}number above 0")
+    return int(number) if whole else number
+
+
+_UNITS = {"s": 1, "m": 60, "h": 3600}
+
+
+def parse_duration(text: str) -> float:
+    """'90s', '10m', '1.5h' or a bare number of seconds -> seconds."""
+    match = re.fullmatch(r"\s*([0-9]*\.?[0-9]+)\s*([smh]?)\s*", str(text).lower())
+    seconds = float(match.group(1)) * _UNITS[match.group(2) or "s"] if match else 0.0
+    if seconds <= 0:
+        raise ValueError("expected a duration such as 90s, 10m or 1h")
+    return seconds
+
+
+def parse_blend_spec(text: str) -> tuple[str, float]:
+    """'general:0.1' or 'extra.jsonl:0.2' -> (source, share of the blended training rows)."""
+    source, _, ratio = str(text).rpartition(":")
+    try:
+        share = float(ratio)
+    except ValueError:
+        share = -1.0
+    if not source or not 0 < share < 1:
+        raise ValueError("expected general:SHARE or FILE.jsonl:SHARE with 0 < SHARE < 1, e.g. general:0.1")
+    return source, share
 
 
 def parse_set(item: str) -> tuple[list[str], Any]:
