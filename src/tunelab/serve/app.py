@@ -11,6 +11,7 @@ import asyncio
 import json
 import time
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 from fastapi import FastAPI, Request, Security
 from fastapi.exceptions import RequestValidationError
@@ -21,6 +22,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, G
 from pydantic import BaseModel
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from tunelab import ui
 from tunelab.serve.auth import ApiKeys
 from tunelab.serve.edge import ApiError, EdgeMiddleware, error_body
 from tunelab.serve.engine import Engine, Job, QueueFull, ShuttingDown
@@ -62,9 +64,11 @@ class Metrics:
 
 
 def create_app(engine: Engine, *, keys: ApiKeys | None = None, store: Store | None = None,
-               limits: Limits | None = None, rag: dict | None = None) -> FastAPI:
+               limits: Limits | None = None, rag: dict | None = None, runs_dir: str | Path | None = None,
+               jobs=None) -> FastAPI:
     """The app over ``engine``; ``rag`` maps extra model names to retrieval routes
-    (serve/rag_routes.py)."""
+    (serve/rag_routes.py); the dashboard at /ui lists the runs in ``runs_dir`` (default ./runs). ``jobs`` (a
+    jobs.routes.JobsApi) adds the files and fine-tuning jobs routes and each caller's fine-tuned models."""
     keys, limits, rag = keys or ApiKeys(), limits or Limits(), rag or {}
     app = FastAPI(title="tunelab", version="0.1.0", description="OpenAI-compatible API over tunelab models")
     app.add_middleware(EdgeMiddleware, keys=keys, limits=limits)
@@ -85,10 +89,15 @@ def create_app(engine: Engine, *, keys: ApiKeys | None = None, store: Store | No
         return {"status": "ok", "models": engine.model_names() + list(rag)}
 
     @app.get("/v1/models", dependencies=bearer, responses=ERRORS)
-    async def list_models():
+    async def list_models(request: Request):
         now = int(time.time())
+        names = engine.model_names() + list(rag)
+        if jobs is not None:  # the caller's own fine-tuned models, never another key's
+            from tunelab.jobs.routes import tenant
+
+            names = await asyncio.to_thread(jobs.visible_models, names, tenant(request))
         return {"object": "list", "data": [{"id": m, "object": "model", "created": now, "owned_by": "tunelab"}
-                                           for m in engine.model_names() + list(rag)]}
+                                           for m in names]}
 
     @app.get("/metrics", dependencies=bearer, responses=ERRORS)
     async def prometheus():
@@ -104,6 +113,8 @@ def create_app(engine: Engine, *, keys: ApiKeys | None = None, store: Store | No
             built = await tokenize(_rag_prompt, rag[body.model], engine, body)
             return await complete(request, body, built.ids, chat=True, prompt_text=json.dumps(built.messages),
                                   answered_by=rag[body.model].model, extra={"sources": built.sources})
+        if jobs is not None:
+            await jobs.resolve_async(engine, request, body.model)
         _known(engine, body.model, metrics)
         ids = await tokenize(_chat_ids, engine.tokenizer, body.template_messages())
         return await complete(request, body, ids, chat=True, prompt_text=json.dumps(body.template_messages()))
@@ -113,12 +124,17 @@ def create_app(engine: Engine, *, keys: ApiKeys | None = None, store: Store | No
         if body.model in rag:
             raise ApiError(400, f"model '{body.model}' retrieves for a chat conversation; use /v1/chat/completions",
                            param="model", code="invalid_value")
+        if jobs is not None:
+            await jobs.resolve_async(engine, request, body.model)
         _known(engine, body.model, metrics)
         _check_chars(len(body.text()), limits, "prompt")
         ids = await tokenize(_text_ids, engine.tokenizer, body.text())
         return await complete(request, body, ids, chat=False, prompt_text=body.text())
 
     _feedback_route(app, store, bearer)
+    if jobs is not None:
+        app.include_router(jobs.router, dependencies=bearer)
+    ui.mount(app, runs_dir=runs_dir, engine=engine, store=store)  # after the key check, so in front of it
 
     async def complete(request: Request, body, ids: list[int], *, chat: bool, prompt_text: str,
                        answered_by: str | None = None, extra: dict | None = None):
