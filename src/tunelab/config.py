@@ -12,7 +12,8 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, Field, ValidationError, create_model, field_validator
+from pydantic import BaseModel, Field, ValidationError, create_model, field_validator, model_validator
+from pydantic_core import PydanticCustomError
 
 from tunelab.errors import ConfigError
 from tunelab.methods import METHODS
@@ -72,9 +73,10 @@ class TrainSection(_Section):
     bf16: Literal["auto", "on", "off"] = Field("auto", description="bf16 autocast: auto uses it where the CPU/GPU supports it")
     gradient_checkpointing: Literal["auto", "on", "off"] = Field(
         "auto", description="recompute activations to save memory; auto: only when they would not fit")
-    stage: Literal["sft", "reward", "dpo", "ppo", "rloo"] = Field(
+    stage: Literal["sft", "reward", "dpo", "ppo", "rloo", "grpo"] = Field(
         "sft", description="sft: supervised; reward: reward model from pairs; dpo: direct preference "
-                           "optimisation; ppo/rloo: policy optimisation against <stage>.reward_model")
+                           "optimisation; ppo/rloo: policy optimisation against <stage>.reward_model; grpo: group "
+                           "relative policy optimisation against grpo.rewards (checks and reward models)")
     fast: bool = Field(True, description="the CPU fast path: padding-free batches, bf16 base, no needless recompute")
     logging_steps: int = Field(5, ge=1, description="log train loss every N steps")
     eval_steps: int | None = Field(None, ge=1, description="evaluate on validation every N steps (default: about 4 times a run)")
@@ -136,7 +138,7 @@ class DpoSection(_Section):
 
 
 class PolicySection(_Section):
-    """What PPO and RLOO share: where the policy starts, what scores it, how it samples."""
+    """What PPO, RLOO and GRPO share: where the policy starts, what scores it, how it samples."""
 
     reward_model: str | None = Field(None, description="run directory of a reward model (--stage reward)")
     init: str | None = Field(None, description="run directory of an SFT run to start the policy from "
@@ -165,6 +167,60 @@ class RlooSection(PolicySection):
     num_generations: int = Field(4, ge=2, description="answers sampled per prompt")
 
 
+# What each reward kind reads besides kind and weight: (required, optional).
+REWARD_KEYS = {"exact": ({"field"}, {"pattern"}), "regex": ({"pattern"}, set()), "json": (set(), set()),
+               "length": (set(), {"min", "max"}), "model": ({"run"}, set())}
+
+
+class RewardSpec(_Section):
+    """One reward of a GRPO run (train/rewards.py scores it)."""
+
+    kind: Literal["exact", "regex", "json", "length", "model"] = Field(
+        description="exact: the answer equals the prompt row's `field`; regex: `pattern` occurs in the answer; "
+                    "json: the answer is a JSON object or array; length: the answer has min..max words; "
+                    "model: the score of the reward-model run `run`")
+    weight: float = Field(1.0, description="this reward's weight in the sum that GRPO maximises")
+    field: str | None = Field(None, description="exact: the prompt rows' field holding the reference answer")
+    pattern: str | None = Field(None, description="regex: the Python regular expression to find in the answer; "
+                                                  "exact: compare only what it captures (its first group)")
+    min: int | None = Field(None, ge=0, description="length: fewest words (fewer scores words/min)")
+    max: int | None = Field(None, ge=1, description="length: most words (more scores max/words)")
+    run: str | None = Field(None, description="model: run directory of a reward model (--stage reward)")
+
+    @model_validator(mode="after")
+    def _fits_its_kind(self):
+        required, optional = REWARD_KEYS[self.kind]
+        given = {k for k in ("field", "pattern", "min", "max", "run") if getattr(self, k) is not None}
+        if required - given:
+            raise PydanticCustomError("reward", "kind '{kind}' needs '{key}'", {"kind": self.kind,
+                                                                                "key": sorted(required - given)[0]})
+        if given - required - optional:
+            raise PydanticCustomError("reward", "kind '{kind}' takes no '{key}' (it reads: {keys})",
+                                      {"kind": self.kind, "key": sorted(given - required - optional)[0],
+                                       "keys": ", ".join(sorted(required | optional | {"weight"}))})
+        if self.kind == "length" and not given:
+            raise PydanticCustomError("reward", "kind 'length' needs 'min', 'max' or both", {})
+        if self.min is not None and self.max is not None and self.min > self.max:
+            raise PydanticCustomError("reward", "'min' is above 'max'", {})
+        if self.pattern is not None:
+            try:
+                re.compile(self.pattern)
+            except re.error as exc:
+                raise PydanticCustomError("reward", "'pattern' is not a valid regular expression ({why})",
+                                          {"why": str(exc)}) from None
+        return self
+
+
+class GrpoSection(PolicySection):
+    """Group relative policy optimisation through TRL (--stage grpo)."""
+
+    num_generations: int = Field(4, ge=2, description="answers sampled per prompt; each is scored against its group")
+    rewards: list[RewardSpec] = Field(
+        default_factory=list, description="what GRPO maximises, summed with weights: [{kind: exact, field: answer}, "
+                                          "{kind: regex, pattern: ..., weight: 0.5}, {kind: json}, {kind: length, "
+                                          "min: 5, max: 200}, {kind: model, run: runs/rm}]; reward_model adds one more")
+
+
 class EvalSection(_Section):
     limit: int | None = Field(None, ge=1, description="evaluate at most this many test rows")
     max_new_tokens: Annotated[int, Field(ge=1)] | Literal["auto"] = Field(
@@ -189,10 +245,11 @@ class RunConfig(_Section):
     dpo: DpoSection = Field(default_factory=DpoSection)
     ppo: PpoSection = Field(default_factory=PpoSection)
     rloo: RlooSection = Field(default_factory=RlooSection)
+    grpo: GrpoSection = Field(default_factory=GrpoSection)
 
     def policy(self) -> PolicySection:
-        """The policy settings of this run's stage (PPO or RLOO)."""
-        return self.rloo if self.train.stage == "rloo" else self.ppo
+        """The policy settings of this run's stage (PPO, RLOO or GRPO)."""
+        return {"rloo": self.rloo, "grpo": self.grpo}.get(self.train.stage, self.ppo)
 
     def to_yaml(self) -> str:
         return yaml.safe_dump(self.model_dump(mode="json"), sort_keys=False)
@@ -365,8 +422,8 @@ def with_policy_sources(cfg: RunConfig, reward_model: str | None, init: str | No
     if reward_model is None and init is None:
         return cfg
     stage = cfg.train.stage
-    if stage not in ("ppo", "rloo"):
-        raise ConfigError(f"--reward-model and --init apply to --stage ppo or rloo, not '{stage}'")
+    if stage not in ("ppo", "rloo", "grpo"):
+        raise ConfigError(f"--reward-model and --init apply to --stage ppo, rloo or grpo, not '{stage}'")
     data = cfg.model_dump(mode="json")
     data[stage].update({k: v for k, v in {"reward_model": reward_model, "init": init}.items() if v is not None})
     return validate(data)
