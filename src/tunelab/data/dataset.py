@@ -2,19 +2,20 @@
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 
+from tunelab.data.sources import digest, where
 from tunelab.data.split import row_key, split_indices
 from tunelab.data.tokens import Encoded, encode_chat
 from tunelab.data.validate import parse_file
 from tunelab.errors import DataError
 
 
-def load_conversations(path: str | Path) -> list[list[dict]]:
-    """Every row of ``path`` as chat messages; any invalid row is an error naming its line."""
-    parsed = parse_file(path)
+def load_conversations(path: str | Path, columns: dict[str, str] | None = None) -> list[list[dict]]:
+    """Every row of ``path`` (any source in data/sources.py, ``columns`` renamed onto tunelab's
+    fields) as chat messages; any invalid row is an error naming its position."""
+    parsed = parse_file(path, columns)
     _raise_first(path, parsed.report.errors)
     if not parsed.messages:
         raise DataError(f"{path}: no rows found")
@@ -27,10 +28,10 @@ def load_conversations(path: str | Path) -> list[list[dict]]:
     return parsed.messages
 
 
-def load_pairs(path: str | Path) -> list[dict]:
+def load_pairs(path: str | Path, columns: dict[str, str] | None = None) -> list[dict]:
     """Every row of a preference file as {prompt: messages, chosen: str, rejected: str}; any
-    invalid row (identical sides, an empty side, no prompt, ...) is an error naming its line."""
-    parsed = parse_file(path)
+    invalid row (identical sides, an empty side, no prompt, ...) is an error naming its position."""
+    parsed = parse_file(path, columns)
     _raise_first(path, parsed.report.errors)
     if not parsed.is_preference:
         raise DataError(f"{path}: holds {parsed.format or 'no'} rows; this stage needs preference pairs "
@@ -38,19 +39,20 @@ def load_pairs(path: str | Path) -> list[dict]:
     return parsed.pairs
 
 
-def load_prompts(path: str | Path) -> list[list[dict]]:
+def load_prompts(path: str | Path, columns: dict[str, str] | None = None) -> list[list[dict]]:
     """The prompts of a file (what policy optimisation answers): prompt-only rows, a preference
     file's prompts, or every conversation up to its last assistant turn."""
-    return [row["prompt"] for row in load_prompt_rows(path)]
+    return [row["prompt"] for row in load_prompt_rows(path, columns=columns)]
 
 
-def load_prompt_rows(path: str | Path, required: tuple[str, ...] = ()) -> list[dict]:
+def load_prompt_rows(path: str | Path, required: tuple[str, ...] = (), columns: dict[str, str] | None = None
+                     ) -> list[dict]:
     """Every row of ``path`` as {"prompt": messages, **the row's other fields}; a row without
     one of the ``required`` fields (a reference a reward compares against) is an error naming
     its line."""
     from tunelab.data.formats import prompt_of
 
-    parsed = parse_file(path)
+    parsed = parse_file(path, columns)
     _raise_first(path, parsed.report.errors)
     if not parsed.messages:
         raise DataError(f"{path}: no rows found")
@@ -58,7 +60,7 @@ def load_prompt_rows(path: str | Path, required: tuple[str, ...] = ()) -> list[d
     for line, fields in zip(parsed.lines, parsed.fields):
         missing = [name for name in required if fields.get(name) is None]
         if missing:
-            raise DataError(f"{path}:{line}: missing_field: no '{missing[0]}' field (a reward compares answers "
+            raise DataError(f"{where(path, line)}: missing_field: no '{missing[0]}' field (a reward compares answers "
                             f"against it; fields here: {', '.join(sorted(fields)) or 'none'})")
     return [{**fields, "prompt": prompt} for prompt, fields in zip(prompts, parsed.fields)]
 
@@ -67,7 +69,7 @@ def _raise_first(path, errors) -> None:
     if errors:
         first = errors[0]
         more = f" (+{len(errors) - 1} more; run `tunelab data check {path}`)" if len(errors) > 1 else ""
-        raise DataError(f"{path}:{first.line}: {first.kind}: {first.message}{more}")
+        raise DataError(f"{where(path, first.line)}: {first.kind}: {first.message}{more}")
 
 
 def split_train_val(rows: list[list[dict]], fraction: float, seed: int) -> tuple[list, list]:
@@ -96,17 +98,9 @@ def encode_split(tokenizer, rows: list[list[dict]], max_length: int, train_on_in
     return EncodedSplit(kept, dropped, truncated)
 
 
-def sha256(path: str | Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 def data_card(sources: dict[str, str | None], splits: dict[str, EncodedSplit]) -> dict:
     return {
-        "sources": {k: {"path": str(v), "sha256": sha256(v)} for k, v in sources.items() if v},
+        "sources": {k: {"path": str(v), "sha256": digest(v)} for k, v in sources.items() if v},
         "splits": {
             name: {
                 "rows": len(s.rows),

@@ -145,9 +145,10 @@ def leakage(rows, lines, other_rows, threshold: float = 0.8) -> list[Issue]:
 
 
 def diagnose(path, model: str, max_length: int | None = None, *, against=None, near: float | None = 0.8,
-             plots=None):
+             plots=None, columns: dict[str, str] | None = None, chat_template: str | None = None):
     """Validate a dataset and diagnose it: format errors, duplicates, conflicts, outliers,
-    personal data, token lengths with ``model``'s chat template, leakage into ``against``."""
+    personal data, token lengths with ``model``'s chat template (or ``chat_template``), leakage
+    into ``against``. ``columns`` renames source columns (of both files) onto tunelab's fields."""
     from pathlib import Path
 
     from tunelab.data.tokens import count_tokens
@@ -155,11 +156,11 @@ def diagnose(path, model: str, max_length: int | None = None, *, against=None, n
     from tunelab.models import catalog
     from tunelab.models.load import load_tokenizer, resolve
 
-    parsed = parse_file(path)
+    parsed = parse_file(path, columns)
     report = parsed.report
     ref = resolve(model)
     rows, lines = parsed.messages, parsed.lines
-    lengths: list[int] = count_tokens(load_tokenizer(ref), rows) if rows else []
+    lengths: list[int] = count_tokens(load_tokenizer(ref, chat_template=chat_template), rows) if rows else []
     if lengths:
         report.tokens = token_stats(lengths)
         if max_length:
@@ -173,7 +174,7 @@ def diagnose(path, model: str, max_length: int | None = None, *, against=None, n
         report.findings += outliers(rows, lines)
     report.findings += personal_data(rows, lines)
     if against is not None:
-        report.findings += leakage(rows, lines, parse_file(against).messages)
+        report.findings += leakage(rows, lines, parse_file(against, columns).messages)
     if plots is not None and lengths:
         from tunelab.data.plots import length_histogram
 

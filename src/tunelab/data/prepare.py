@@ -12,8 +12,8 @@ from pathlib import Path
 
 from tunelab.data import dedup, pii
 from tunelab.data.clean import normalise
-from tunelab.data.dataset import sha256
 from tunelab.data.load import write_jsonl
+from tunelab.data.sources import UNITS, digest, kind_of
 from tunelab.data.split import row_key, split_indices
 from tunelab.data.validate import parse_file
 from tunelab.errors import ConfigError, DataError
@@ -31,6 +31,7 @@ class Options:
     redact_pii: bool = False
     blend: tuple[str, float] | None = None  # (general file, share of the final train split)
     to: str | None = None  # chat | instruction (default: keep the input's format)
+    columns: dict[str, str] | None = None  # source column -> tunelab field (data/sources.py)
 
 
 @dataclass
@@ -108,10 +109,11 @@ def prepare(path: str | Path, out: str | Path, opts: Options, *, force: bool = F
         raise ConfigError(f"{out}: already exists and is not empty; choose another --out or pass --force")
     if opts.val < 0 or opts.test < 0 or opts.val + opts.test >= 1:
         raise ConfigError("--val and --test must be ≥ 0 and leave rows for train (val + test < 1)")
-    parsed = parse_file(src)
+    parsed = parse_file(path, opts.columns)
     if opts.to and parsed.is_preference:
         raise ConfigError("--to applies to chat/instruction/completion data, not preference pairs")
-    card = Card(source={"path": str(src), "sha256": sha256(src), "format": parsed.format})
+    card = Card(source={"path": str(path), "sha256": digest(path), "format": parsed.format,
+                        "unit": UNITS[kind_of(path)]})
 
     rows = _clean(parsed, opts, card)
     rows = _drop_groups(rows, dedup.exact_groups([_key_messages(r.record) for r in rows]),
@@ -244,24 +246,26 @@ def card_markdown(card: dict) -> str:
     for name, s in card["splits"].items():
         lines.append(f"| {name} | {s['rows']} | {s['blended']} | {s.get('tokens', '')} |")
     if card["dropped"]:
-        lines += ["", f"## Dropped rows ({len(card['dropped'])})", "", "| line | step | reason |", "|---:|---|---|"]
+        lines += ["", f"## Dropped rows ({len(card['dropped'])})", "", f"| {card['source'].get('unit', 'line')} | step | reason |", "|---:|---|---|"]
         lines += [f"| {d['line']} | {d['step']} | {d['reason']} |" for d in card["dropped"]]
     return "\n".join(lines) + "\n"
 
 
 def prepare_file(path: str | Path, out: str | Path, *, val: float = 0.1, test: float = 0.1, seed: int = 42,
                  near: float | None = None, redact_pii: bool = False, blend: str | None = None,
-                 to: str | None = None, model: str | None = None, force: bool = False) -> dict:
-    """``prepare`` from plain arguments; token counts under ``model``'s chat template when given."""
+                 to: str | None = None, model: str | None = None, force: bool = False,
+                 columns: dict[str, str] | None = None, chat_template: str | None = None) -> dict:
+    """``prepare`` from plain arguments; token counts under ``model``'s chat template (or
+    ``chat_template``) when a model is given."""
     if to not in (None, "chat", "instruction", "completion"):
         raise ConfigError(f"--to {to!r}: expected chat, instruction or completion")
     opts = Options(val=val, test=test, seed=seed, near=near, redact_pii=redact_pii,
-                   blend=parse_blend(blend) if blend else None, to=to)
+                   blend=parse_blend(blend) if blend else None, to=to, columns=columns)
     counter = None
     if model:
         from tunelab.data.tokens import count_tokens
         from tunelab.models.load import load_tokenizer, resolve
 
-        tokenizer = load_tokenizer(resolve(model))
+        tokenizer = load_tokenizer(resolve(model), chat_template=chat_template)
         counter = lambda rows: count_tokens(tokenizer, rows)  # noqa: E731
     return prepare(path, out, opts, force=force, count_tokens=counter)
