@@ -31,11 +31,25 @@ class ModelSection(_Section):
 
 
 class DataSection(_Section):
-    train: str | None = Field(None, description="training JSONL file")
-    val: str | None = Field(None, description="validation JSONL file; without it a seeded split of train is used")
+    train: str | None = Field(None, description="training data: a .jsonl, .json, .csv or .parquet file, a datasets "
+                                                "folder (save_to_disk) or hf:ORG/NAME[:SPLIT]")
+    val: str | None = Field(None, description="validation data, any kind train takes; without it a seeded split of "
+                                              "train is used")
+    columns: dict[str, str] = Field(
+        default_factory=dict, description="source column -> tunelab field, e.g. {question: instruction, answer: output}")
+    chat_template: str | None = Field(
+        None, description="chat template for a model without one, or to replace its own: "
+                          "alpaca | chatml | llama3 | mistral | zephyr | FILE.jinja")
     val_fraction: float = Field(0.1, gt=0, lt=1, description="share of train held out for validation when val is unset")
     max_length: int = Field(512, ge=16, description="rows longer than this many tokens are truncated")
     train_on_inputs: bool = Field(False, description="also compute the loss on system/user tokens")
+
+    @field_validator("columns")
+    @classmethod
+    def _known_fields(cls, value: dict[str, str]) -> dict[str, str]:
+        from tunelab.data.sources import check_columns
+
+        return check_columns(value)
 
 
 # One settings field per method, built from the registry: a new method needs no edit here.
