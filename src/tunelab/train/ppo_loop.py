@@ -42,7 +42,7 @@ from tunelab.errors import RunError
 from tunelab.events import EventSink, no_events
 from tunelab.io import atomic_folder, fsync_dir
 from tunelab.rundir import checkpoint_step
-from tunelab.train import guards
+from tunelab.train import guards, tracking
 
 RewardFn = Callable[[list[list[dict]], list[str]], list[float]]
 
@@ -234,12 +234,15 @@ def train(model, tokenizer, prompts: list[list[dict]], reward_fn: RewardFn, s: P
           reference_adapter: str | None = None, events: EventSink = no_events,
           log: Callable[[dict], None] | None = None) -> tuple[ValueHead, list[dict]]:
     """Optimise the LoRA policy ``model`` in place (from ``s.resume_from`` when set); return
-    the critic and one record per step run. Raises guards.Interrupted after a checkpoint on
+    the critic and one record per step run (also sent to the run's train.report_to trackers,
+    under the names the trainer's callbacks give). Raises guards.Interrupted after a checkpoint on
     SIGTERM/SIGINT, guards.NonFinite on a NaN/inf, guards.OutOfMemory."""
     from tunelab.data.tokens import encode_prompt
     from tunelab.inference.generate import stop_ids
 
-    with guards.friendly_oom(), guards.SignalFlag() as stop:
+    # checkpoint_dir is a run's checkpoints/ folder: the run (and its train.report_to) is its parent
+    run_path = Path(s.checkpoint_dir).parent if s.checkpoint_dir else None
+    with guards.friendly_oom(), guards.SignalFlag() as stop, tracking.loop_session(run_path, model) as tracker:
         torch.manual_seed(s.seed)
         value_head = ValueHead(model.config.hidden_size).to(next(model.parameters()).device)
         params = [p for p in model.parameters() if p.requires_grad] + list(value_head.parameters())
@@ -253,6 +256,8 @@ def train(model, tokenizer, prompts: list[list[dict]], reward_fn: RewardFn, s: P
         encoded = [encode_prompt(tokenizer, p) for p in prompts]
         history: list[dict] = []
         events({"event": "start", "total_steps": s.steps, "step": progress.step})
+        if tracker:
+            tracker.begin(progress.step)
         while progress.step < s.steps:
             progress.step += 1
             batch = progress.next_batch(len(prompts), s.rollout_batch)
@@ -261,6 +266,8 @@ def train(model, tokenizer, prompts: list[list[dict]], reward_fn: RewardFn, s: P
             history.append(record)
             if log:
                 log(record)
+            if tracker:
+                tracker.log(record)
             events({"event": "step", "step": progress.step, "total_steps": s.steps,
                     "info": f"reward {record['reward']:.3f}  kl {record['kl']:.3f}  entropy {record['entropy']:.2f}"})
             saved = _maybe_save(parts, s, progress, force=stop.signum is not None)
