@@ -235,9 +235,11 @@ function lineChart(figure, series, { xLabel = "step", yLabel = "loss", caption =
     svg.append(svgEl("line", { x1: L, x2: W - R, y1: py(y), y2: py(y), stroke: "#e6eaf0" }));
     const yt = svgEl("text", { x: L - 6, y: py(y) + 4, "text-anchor": "end", class: "tick" });
     yt.textContent = y.toPrecision(3);
-    const xt = svgEl("text", { x: px(x), y: H - B + 16, "text-anchor": "middle", class: "tick" });
+    svg.append(yt);
+    if (i && Math.round(x) === Math.round(x0 + ((x1 - x0) * (i - 1)) / 4)) continue;  // steps are whole numbers
+    const xt = svgEl("text", { x: px(Math.round(x)), y: H - B + 16, "text-anchor": "middle", class: "tick" });
     xt.textContent = Math.round(x);
-    svg.append(yt, xt);
+    svg.append(xt);
   }
   const xl = svgEl("text", { x: (L + W - R) / 2, y: H - 6, "text-anchor": "middle", class: "axis" });
   xl.textContent = xLabel;
@@ -329,6 +331,7 @@ function showEvaluation(run) {
     if (section.title === "Run" || section.title === "Data") continue;  // shown above and below
     box.append(el("h3", { text: section.title }));
     if (section.text) box.append(el("p", { text: section.text.replace(/\*\*/g, "") }));
+    else if (section.title.startsWith("Sample")) box.append(table(["", "text"], section.rows));  // no header row
     else box.append(table(section.rows[0], section.rows.slice(1)));
   }
 }
@@ -561,7 +564,7 @@ async function vote(side, kind) {
   } else {
     await send({ request_id: mine.id, rating: kind === "up" ? 1 : -1 });
   }
-  const said = kind === "better" ? `${side.toUpperCase()} marked better` : `${kind === "up" ? "👍" : "👎"} on ${side.toUpperCase()}`;
+  const said = kind === "better" ? `${side.toUpperCase()} marked better` : `${kind === "up" ? "good" : "bad"} on ${side.toUpperCase()}`;
   $("#play-feedback").textContent = `Stored: ${said}.` +
     (state.overview.feedback_exportable ? "" : " (Prompts are not logged on this server, so `tunelab feedback export` cannot turn it into a pair; start it with --log-content.)");
 }
