@@ -40,6 +40,26 @@ def write(run: RunDir, result: dict) -> None:
     atomic_write_text(run.path / "report.html", to_html(run, sections, plot))
 
 
+# Forgetting beyond these is flagged in the report with its remedy (train.blend).
+QA_DROP_LIMIT = 0.05  # general-QA accuracy lost, absolute
+PERPLEXITY_RATIO_LIMIT = 1.10  # general-prose perplexity, tuned / base
+
+
+def forgetting_warning(delta: dict) -> str:
+    """A sentence naming the forgetting that crossed a limit and the remedy, or ''."""
+    found = []
+    if delta["qa_accuracy_drop"] > QA_DROP_LIMIT:
+        found.append(f"general-QA accuracy fell by {delta['qa_accuracy_drop']:.2f} (limit {QA_DROP_LIMIT})")
+    if delta["prose_perplexity_ratio"] > PERPLEXITY_RATIO_LIMIT:
+        found.append(f"general-prose perplexity rose x{delta['prose_perplexity_ratio']:.2f} "
+                     f"(limit x{PERPLEXITY_RATIO_LIMIT})")
+    if not found:
+        return ""
+    return (". **Forgetting flagged**: " + " and ".join(found) + ". Remedy: blend general data into training "
+            "(`--set train.blend=general:0.1`, or FILE.jsonl:0.1 with your own general rows) and train again; "
+            "a lower train.lr or fewer epochs also help.")
+
+
 def _better(key: str, direction: str, b, t) -> str:
     if b is None or t is None or b == t:
         return "same"
@@ -80,7 +100,8 @@ def build_sections(run: RunDir, result: dict) -> list[tuple[str, list[list[str]]
             rows.append([f"  QA: {d}", f"{fg['base']['qa_by_domain'][d]:.3f}", f"{fg['tuned']['qa_by_domain'][d]:.3f}"])
         sections.append(("Catastrophic forgetting", rows))
         sections.append(("Forgetting delta", f"QA accuracy drop {fg['delta']['qa_accuracy_drop']:+.4f}; prose perplexity "
-                                             f"ratio tuned/base {fg['delta']['prose_perplexity_ratio']:.4f}"))
+                                             f"ratio tuned/base {fg['delta']['prose_perplexity_ratio']:.4f}"
+                                             + forgetting_warning(fg["delta"])))
     bias = result.get("bias")
     if bias:
         rows = [["axis", "base gap", "tuned gap", "change", "amplified"]]
