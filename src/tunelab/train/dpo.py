@@ -10,7 +10,7 @@ from __future__ import annotations
 from tunelab.config import RunConfig
 from tunelab.events import EventSink, no_events
 from tunelab.rundir import RunDir
-from tunelab.train import fastpath, reward, setup
+from tunelab.train import distributed, fastpath, reward, setup
 
 DATA = "pairs"
 check = reward.check  # the same needs: a LoRA-family method and a file of pairs
@@ -58,7 +58,8 @@ def revisits_pairs(cfg: RunConfig, n_train: int) -> bool:
     """Whether to compute the reference log-probs (the base with the adapter off) once for all
     pairs before training: worth it when the run sees a pair more than once, since the
     reference is frozen; a run shorter than an epoch computes them as it goes instead."""
-    seen = setup.schedule(cfg, n_train).total_steps * cfg.train.batch_size * cfg.train.grad_accum
+    seen = (setup.schedule(cfg, n_train).total_steps * cfg.train.batch_size * cfg.train.grad_accum
+            * distributed.world_size())  # pairs per step over every process
     return seen > n_train
 
 
