@@ -27,7 +27,7 @@ FLAG_KEYS = {
 
 @app.command("train")
 def train_cmd(
-    config: Path = typer.Argument(None, help="YAML config (sections: model, data, method, train, eval, dpo, ppo, rloo)"),
+    config: Path = typer.Argument(None, help="YAML config (sections: model, data, method, train, eval, dpo, ppo, rloo, grpo)"),
     model: str = typer.Option(None, "--model", "-m", help=describe("model.name")),
     method: str = typer.Option(None, "--method", help=f"{describe('method.name')}: {', '.join(METHODS)}"),
     data: str = typer.Option(None, "--data", help=describe("data.train")),
@@ -39,8 +39,8 @@ def train_cmd(
     max_length: int = typer.Option(None, "--max-length", help=describe("data.max_length")),
     seed: int = typer.Option(None, "--seed", help=describe("train.seed")),
     stage: str = typer.Option(None, "--stage", help=describe("train.stage")),
-    reward_model: str = typer.Option(None, "--reward-model", help=describe("ppo.reward_model") + " (--stage ppo, rloo)"),
-    init: str = typer.Option(None, "--init", help=describe("ppo.init") + " (--stage ppo, rloo)"),
+    reward_model: str = typer.Option(None, "--reward-model", help=describe("ppo.reward_model") + " (--stage ppo, rloo, grpo)"),
+    init: str = typer.Option(None, "--init", help=describe("ppo.init") + " (--stage ppo, rloo, grpo)"),
     out: Path = typer.Option(None, "--out", help="run directory to create (default: runs/<method>-<time>)"),
     sets: list[str] = typer.Option(None, "--set", help="override any config key: --set train.lr=1e-4"),
     resume: Path = typer.Option(None, "--resume", help="continue this run directory from its newest complete checkpoint"),

@@ -1,6 +1,6 @@
-"""What the policy-optimisation recipes (PPO, RLOO) share: their checks, the policy model (a
+"""What the policy-optimisation recipes (PPO, RLOO, GRPO) share: their checks, the policy model (a
 fresh LoRA adapter on the base, or the SFT run's adapter), and the held-out win rate against
-the reference under the reward model. Plain functions: each recipe calls what it needs.
+the reference under the run's reward. Plain functions: each recipe calls what it needs.
 """
 
 from __future__ import annotations
@@ -16,14 +16,21 @@ from tunelab.train.ppo_loop import reference as as_reference
 
 
 def check(cfg: RunConfig) -> None:
+    """PPO's and RLOO's checks: the policy's, and a reward model to score it."""
+    check_policy(cfg)
+    if not cfg.policy().reward_model:
+        stage = cfg.train.stage
+        raise ConfigError(f"--stage {stage} needs a reward model: --reward-model RUN_DIR (train one with --stage reward)")
+
+
+def check_policy(cfg: RunConfig) -> None:
+    """What every policy stage needs: a LoRA-family method, prompts, a valid starting run."""
     stage, policy = cfg.train.stage, cfg.policy()
     if not methods.get(cfg.method.name).lora_family:
         raise ConfigError(f"--stage {stage} trains a LoRA-family adapter ({', '.join(methods.lora_family())}); "
                           f"method '{cfg.method.name}' is for supervised runs")
     if not cfg.data.train:
         raise ConfigError("no training data: pass --data FILE.jsonl (prompts, chat rows or preference pairs)")
-    if not policy.reward_model:
-        raise ConfigError(f"--stage {stage} needs a reward model: --reward-model RUN_DIR (train one with --stage reward)")
     if policy.init and Path(policy.init).exists():  # (the rlhf pipeline checks before the SFT run exists)
         init_run(cfg)
 
@@ -56,6 +63,16 @@ def policy_model(cfg: RunConfig, base, *, frozen_copy: bool):
     return model, "reference"
 
 
+def starting_point(cfg: RunConfig, model) -> str | None:
+    """The SFT run's adapter, loaded frozen beside the policy as 'reference', for the win rate
+    (RLOO and GRPO train against the base with the adapter off, so no copy is kept before)."""
+    if not cfg.policy().init:
+        return None
+    model.load_adapter(str(open_run(cfg.policy().init).adapter), adapter_name="reference", is_trainable=False)
+    model.set_adapter("default")
+    return "reference"
+
+
 def drop_reference(model) -> None:
     """The frozen starting point is not part of the result."""
     if "reference" in getattr(model, "peft_config", {}):
@@ -64,8 +81,9 @@ def drop_reference(model) -> None:
 
 def win_rate(model, tok, prompts: list[list[dict]], scorer, cfg: RunConfig, reference: str | None) -> dict:
     """Greedy answers of the policy and of its reference to held-out prompts, both scored by
-    the reward model: the share the policy wins (ties count half), mean rewards, and the KL of
-    the policy's sampled answers to the reference (summed over tokens, averaged over prompts)."""
+    the run's reward (``scorer.score``): the share the policy wins (ties count half), mean rewards,
+    the KL of the policy's sampled answers to the reference (summed over tokens, averaged over
+    prompts) and, where the scorer has several rewards (``scorer.breakdown``), each one's means."""
     from tunelab.data.tokens import encode_prompt
     from tunelab.inference.generate import generate
 
@@ -78,6 +96,7 @@ def win_rate(model, tok, prompts: list[list[dict]], scorer, cfg: RunConfig, refe
         before = generate(model, tok, ids, max_new_tokens=n, batch_size=len(ids))
     r_tuned, r_before = scorer.score(prompts, tuned), scorer.score(prompts, before)
     wins = sum(1.0 if a > b else 0.5 if a == b else 0.0 for a, b in zip(r_tuned, r_before))
+    breakdown = {"rewards": scorer.breakdown(prompts, tuned, before)} if hasattr(scorer, "breakdown") else {}
     return {
         "prompts": len(prompts),
         "against": "the SFT run it started from" if reference else "the base model",
@@ -88,6 +107,7 @@ def win_rate(model, tok, prompts: list[list[dict]], scorer, cfg: RunConfig, refe
         "samples": [{"prompt": p[-1]["content"], "policy": a, "reference": b, "policy_reward": round(ra, 3),
                      "reference_reward": round(rb, 3)}
                     for p, a, b, ra, rb in list(zip(prompts, tuned, before, r_tuned, r_before))[:3]],
+        **breakdown,
     }
 
 
@@ -111,7 +131,7 @@ def _sampled_kl(model, tok, ids: list[list[int]], cfg: RunConfig, reference: str
 def report(summary: dict) -> list[str]:
     held = summary["held_out"]
     lines = [f"Win rate over {held.get('against')}: **{held.get('win_rate')}** on {held.get('prompts')} held-out "
-             f"prompts under the reward model (mean reward {held.get('mean_reward')} vs "
+             f"prompts under the run's reward (mean reward {held.get('mean_reward')} vs "
              f"{held.get('reference_mean_reward')}); KL to the reference {held.get('kl_to_reference')} nats per answer.",
              f"Training reward went from {summary.get('first_reward')} (first logged step) to "
              f"{summary.get('last_reward')} (last step); per-step reward and KL are in metrics.jsonl.", ""]

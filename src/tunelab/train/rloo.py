@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from tunelab.config import RunConfig
 from tunelab.events import EventSink, no_events
-from tunelab.rundir import RunDir, open_run
+from tunelab.rundir import RunDir
 from tunelab.train import policy, setup
 from tunelab.train.reward import RewardScorer
 
@@ -40,7 +40,7 @@ def run(cfg: RunConfig, run_dir: RunDir, events: EventSink = no_events, resume: 
     trainer = RLOOTrainer(model=model, reward_funcs=reward_model, args=_args(cfg, run_dir, len(train)),
                           processing_class=tokenizer, train_dataset=Dataset.from_list([{"prompt": p} for p in train]))
     _, seconds = setup.fit(trainer, run_dir, events, resume_from=checkpoint)
-    held_out = policy.win_rate(model, tokenizer, val, scorer, cfg, _starting_point(cfg, model))
+    held_out = policy.win_rate(model, tokenizer, val, scorer, cfg, policy.starting_point(cfg, model))
     policy.drop_reference(model)
     setup.save_weights(cfg, model, tokenizer, run_dir)
     logs = [h for h in trainer.state.log_history if "reward" in h]
@@ -64,11 +64,3 @@ def _args(cfg: RunConfig, run_dir: RunDir, n_prompts: int):
         max_completion_length=r.max_new_tokens, beta=r.kl_coef, temperature=r.temperature,
         activation_checkpointing=False, per_device_train_batch_size=per_step, per_device_eval_batch_size=per_step)
 
-
-def _starting_point(cfg: RunConfig, model) -> str | None:
-    """The SFT run's adapter, loaded frozen beside the policy as 'reference', for the win rate."""
-    if not cfg.rloo.init:
-        return None
-    model.load_adapter(str(open_run(cfg.rloo.init).adapter), adapter_name="reference", is_trainable=False)
-    model.set_adapter("default")
-    return "reference"

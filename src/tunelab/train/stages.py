@@ -15,9 +15,9 @@ from tunelab.errors import ConfigError, one_of
 from tunelab.events import EventSink, no_events
 from tunelab.io import atomic_write_text
 from tunelab.rundir import RunDir
-from tunelab.train import dpo, ppo, reward, rloo, setup, sft
+from tunelab.train import dpo, grpo, ppo, reward, rloo, setup, sft
 
-STAGES: dict[str, ModuleType] = {"sft": sft, "reward": reward, "dpo": dpo, "ppo": ppo, "rloo": rloo}
+STAGES: dict[str, ModuleType] = {"sft": sft, "reward": reward, "dpo": dpo, "ppo": ppo, "rloo": rloo, "grpo": grpo}
 REPORT_FILE = "train_report.md"
 
 
