@@ -192,4 +192,4 @@ def test_the_old_rl_section_names_its_replacement(capsys, tmp_path, tiny_model, 
     assert code == 2 and "dpo (beta)" in err and not (tmp_path / "dpo").exists()
     code, _, err = run_cli(capsys, "train", "--stage", "dpo", "--model", tiny_model, "--data", pairs,
                            "--reward-model", tmp_path, "--out", tmp_path / "dpo")
-    assert code == 2 and "--stage ppo or rloo" in err
+    assert code == 2 and "--stage ppo, rloo or grpo" in err
