@@ -8,23 +8,27 @@ from pathlib import Path
 import typer
 from rich.table import Table
 
-from tunelab import api
 from tunelab.cli.app import data_app
 from tunelab.cli.render import console, print_json
 from tunelab.models.catalog import DEFAULT_MODEL
 
 FIRST_LINES = 5
+SOURCE_HELP = "data: .jsonl, .json, .csv, .parquet, a datasets folder or hf:ORG/NAME[:SPLIT]"
+COLUMNS_HELP = "map source columns onto tunelab's fields: question=instruction,answer=output"
+TEMPLATE_HELP = "chat template for token counts: alpaca | chatml | llama3 | mistral | zephyr | FILE.jinja"
 
 
 @data_app.command("check")
 def check_cmd(
-    file: Path = typer.Argument(..., help="JSONL file to check"),
+    file: str = typer.Argument(..., help=SOURCE_HELP + " to check"),
     model: str = typer.Option(DEFAULT_MODEL, "--model", "-m", help="model whose tokenizer and guidance apply"),
     max_length: int = typer.Option(None, "--max-length", help="count rows longer than this many tokens"),
     against: Path = typer.Option(None, "--against", help="another file (e.g. the test set): report rows in both"),
     near: float = typer.Option(0.8, "--near", min=0.0, max=1.0,
                                help="similarity (word 3-gram Jaccard) for near-duplicates; 0 turns it off"),
     plots: Path = typer.Option(None, "--plots", help="write a token-length histogram PNG into this folder"),
+    columns: str = typer.Option(None, "--columns", help=COLUMNS_HELP),
+    chat_template: str = typer.Option(None, "--chat-template", help=TEMPLATE_HELP),
     as_json: bool = typer.Option(False, "--json", help="print one JSON object"),
 ) -> None:
     """Diagnose FILE: format errors with their lines, duplicates and near-duplicates, conflicting
@@ -32,8 +36,11 @@ def check_cmd(
 
     Exits 1 when the file has format errors, 0 otherwise (findings are advice, not errors).
     """
-    report = api.check_data(file, model=model, max_length=max_length, against=against, near=near or None,
-                            plots=plots)
+    from tunelab.data.doctor import diagnose
+    from tunelab.data.sources import parse_columns
+
+    report = diagnose(file, model, max_length, against=against, near=near or None, plots=plots,
+                      columns=parse_columns(columns), chat_template=chat_template)
     if as_json:
         print_json(report.as_dict())
     else:
@@ -51,7 +58,7 @@ def _render(report) -> None:
         for f in findings:
             by_kind[f.kind].append(f)
         table = Table(title=f"{title}: {len(findings)}", title_style=style, title_justify="left")
-        for col in ("kind", "count", "first lines", "example"):
+        for col in ("kind", "count", f"first {report.unit}s", "example"):
             table.add_column(col, overflow="fold")
         for kind, items in sorted(by_kind.items(), key=lambda kv: -len(kv[1])):
             lines = ", ".join(str(f.line) for f in items[:FIRST_LINES]) + (" …" if len(items) > FIRST_LINES else "")
@@ -59,7 +66,7 @@ def _render(report) -> None:
         console.print(table)
     if report.findings:
         table = Table(title=f"findings: {len(report.findings)}", title_style="yellow", title_justify="left")
-        for col in ("kind", "rows", "lines", "what", "fix"):
+        for col in ("kind", "rows", f"{report.unit}s", "what", "fix"):
             table.add_column(col, overflow="fold")
         for f in report.findings:
             lines = ", ".join(map(str, f.lines[:8])) + (" …" if len(f.lines) > 8 else "")
@@ -81,7 +88,7 @@ def _render(report) -> None:
 
 @data_app.command("prepare")
 def prepare_cmd(
-    file: Path = typer.Argument(..., help="JSONL file to prepare (never modified)"),
+    file: str = typer.Argument(..., help=SOURCE_HELP + " to prepare (never modified)"),
     out: Path = typer.Option(..., "--out", help="folder for train/val/test.jsonl and the data card"),
     val: float = typer.Option(0.1, "--val", help="share of rows for validation"),
     test: float = typer.Option(0.1, "--test", help="share of rows for test"),
@@ -92,12 +99,17 @@ def prepare_cmd(
     to: str = typer.Option(None, "--to", help="write as chat | instruction | completion (default: as read)"),
     model: str = typer.Option(DEFAULT_MODEL, "--model", "-m", help="tokenizer used for token totals"),
     force: bool = typer.Option(False, "--force", help="replace a non-empty --out"),
+    columns: str = typer.Option(None, "--columns", help=COLUMNS_HELP),
+    chat_template: str = typer.Option(None, "--chat-template", help=TEMPLATE_HELP),
     as_json: bool = typer.Option(False, "--json", help="print the data card as JSON"),
 ) -> None:
     """Normalise, drop invalid rows, dedup, redact, split and blend FILE into --out, with a data card
     (data_card.json / .md) that accounts for every input row."""
-    card = api.prepare_data(file, out, val=val, test=test, seed=seed, near=near, redact_pii=redact_pii,
-                            blend=blend, to=to, model=model, force=force)
+    from tunelab.data.prepare import prepare_file
+    from tunelab.data.sources import parse_columns
+
+    card = prepare_file(file, out, val=val, test=test, seed=seed, near=near, redact_pii=redact_pii, blend=blend,
+                        to=to, model=model, force=force, columns=parse_columns(columns), chat_template=chat_template)
     if as_json:
         print_json(card)
         return
@@ -112,4 +124,5 @@ def prepare_cmd(
         tokens = f", {s['tokens']:,} tokens" if "tokens" in s else ""
         console.print(f"{name}: {s['rows']} rows{extra}{tokens}")
     if card["dropped"]:
-        console.print(f"dropped {len(card['dropped'])} rows (lines and reasons in {out / 'data_card.md'})")
+        console.print(f"dropped {len(card['dropped'])} rows ({card['source']['unit']}s and reasons in "
+                      f"{out / 'data_card.md'})")
