@@ -117,14 +117,22 @@ def _from_pretrained(loader, ref: ModelRef, **kwargs):
         ) from exc
 
 
-def load_tokenizer(ref: ModelRef, trust_remote_code: bool = False):
+def load_tokenizer(ref: ModelRef, trust_remote_code: bool = False, chat_template: str | None = None):
+    """The model's tokenizer; ``chat_template`` (a shipped name or a FILE.jinja, see
+    models/templates.py) replaces the model's own template or gives one to a base model."""
     from transformers import AutoTokenizer
 
+    from tunelab.models import templates
+
     tok = _from_pretrained(AutoTokenizer, ref, trust_remote_code=trust_remote_code)
+    if chat_template:
+        templates.apply(tok, templates.load(chat_template))
     if tok.pad_token is None:
         tok.pad_token = tok.eos_token
-    if not getattr(tok, "chat_template", None):
-        raise ModelError(f"{ref.name}: the tokenizer has no chat template; use an instruct/chat model")
+    if not templates.current(tok):
+        raise ModelError(f"{ref.name}: the tokenizer has no chat template",
+                         hint=f"give it one: data.chat_template / --chat-template {' | '.join(templates.shipped())} "
+                              "| FILE.jinja")
     return tok
 
 
