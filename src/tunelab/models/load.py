@@ -156,7 +156,10 @@ def load_model(ref: ModelRef, dtype: str = "float32", trust_remote_code: bool = 
         model = _from_pretrained(AutoModelForSequenceClassification, ref, dtype=torch_dtype, num_labels=1,
                                  trust_remote_code=trust_remote_code, **kwargs)
         if model.config.pad_token_id is None:  # the score is read at the last non-padding token
-            model.config.pad_token_id = load_tokenizer(ref, trust_remote_code).pad_token_id
+            from transformers import AutoTokenizer
+
+            tok = _from_pretrained(AutoTokenizer, ref, trust_remote_code=trust_remote_code)  # no template needed
+            model.config.pad_token_id = tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id
     else:
         model = _from_pretrained(AutoModelForCausalLM, ref, dtype=torch_dtype, trust_remote_code=trust_remote_code,
                                  **kwargs)
