@@ -169,6 +169,19 @@ def test_one_process_records_itself_and_loads_on_the_cpu(one_process, tiny_model
         load_run(tiny_model, device_map="balanced_everywhere")
 
 
+def test_trained_tokens_are_the_training_rows_once_each_evaluations_excluded(one_process, capsys, tiny_model,
+                                                                              tmp_path):
+    from tests.helpers import run_cli
+
+    run = tmp_path / "run"
+    args = _data(tiny_model, tmp_path) + ["--max-steps", "4", "--batch-size", "4", "--out", str(run),
+                                          "--set", "train.eval_steps=1"]  # 16 rows: one epoch, evaluated every step
+    code, _, err = run_cli(capsys, "train", *args)
+    assert code == 0, err
+    card = json.loads((run / "data" / "data_card.json").read_text())["splits"]
+    assert json.loads((run / "run.json").read_text())["real_tokens"] == card["train"]["tokens"]
+
+
 # ------------------------------------------------------------------------------- processes
 def _env() -> dict:
     env = {k: v for k, v in os.environ.items() if k not in ("WORLD_SIZE", "RANK", "LOCAL_RANK", "LOCAL_WORLD_SIZE")}
@@ -214,6 +227,9 @@ def test_two_processes_train_one_run_with_the_loss_of_one_process(tiny_model, tm
     assert two.stdout.count("done:") == 1  # one progress display and one summary for the run
     a, b = _losses(run), _losses(tmp_path / "one")
     assert len(a) == len(b) == 6
+    # each process counts the tokens of its own share of the training batches (never the
+    # held-out ones it evaluates), and the run's count is their sum
+    assert summary["real_tokens"] == json.loads((tmp_path / "one" / "run.json").read_text())["real_tokens"] > 0
     assert all(abs(x - y) <= LOSS_TOLERANCE * max(1.0, abs(y)) for x, y in zip(a, b)), (a, b)
 
 
@@ -258,6 +274,48 @@ def test_a_killed_process_stops_the_other_with_one_line(tiny_model, tmp_path):
     assert not ranks["0"].is_running() or ranks["0"].status() == psutil.STATUS_ZOMBIE
     last = err.strip().splitlines()[-1]
     assert last.startswith("error: process rank 1") and "SIGKILL" in last
+
+
+@pytest.mark.slow
+def test_sigterm_to_the_launcher_checkpoints_every_process_and_resume_finishes(tiny_model, tmp_path):
+    from tunelab.rundir import RunDir, checkpoint_problem
+
+    run, steps = tmp_path / "run", 30
+    args = _data(tiny_model, tmp_path) + ["--max-steps", str(steps), "--batch-size", "2", "--out", str(run),
+                                          "--nproc-per-node", "2", "--set", "train.save_steps=1000"]
+    launcher = subprocess.Popen([sys.executable, "-m", "tunelab", "train", *args], stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, text=True, env=_env())
+    try:
+        deadline = time.monotonic() + 300
+        while launcher.poll() is None and time.monotonic() < deadline and len(_losses_so_far(run)) < 2:
+            time.sleep(0.2)
+        assert launcher.poll() is None, launcher.communicate()[1][-2000:]
+        launcher.send_signal(signal.SIGTERM)
+        _, err = launcher.communicate(timeout=120)
+    finally:
+        if launcher.poll() is None:
+            launcher.kill()
+    assert launcher.returncode == 143, err[-2000:]
+    assert "stopped by SIGTERM" in err.strip().splitlines()[-1]
+    checkpoint = RunDir(run).resume_checkpoint()
+    assert checkpoint_problem(checkpoint) is None and 2 <= int(checkpoint.name.split("-")[1]) < steps
+    assert sorted(p.name for p in checkpoint.glob("rng_state_*.pth")) == ["rng_state_0.pth", "rng_state_1.pth"]
+    assert not (run / "run.json").exists() and not (run / "adapter").exists()
+
+    resumed = _train(["--resume", str(run), "--nproc-per-node", "2"])
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    assert json.loads((run / "run.json").read_text())["steps"] == steps
+    assert [m["step"] for m in map(json.loads, (run / "metrics.jsonl").read_text().splitlines())
+            if "loss" in m] == list(range(1, steps + 1))
+    assert (run / "adapter" / "adapter_model.safetensors").is_file()
+
+
+def _losses_so_far(run: Path) -> list[float]:
+    try:
+        return [json.loads(line)["loss"] for line in (run / "metrics.jsonl").read_text().splitlines()
+                if '"loss"' in line]
+    except (OSError, ValueError):
+        return []
 
 
 @pytest.mark.slow

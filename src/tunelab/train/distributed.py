@@ -180,6 +180,34 @@ def peer_guard() -> Iterator[None]:
                        "the run stopped; resume it from its last checkpoint with tunelab train --resume") from None
 
 
+def shared_stop(flag) -> list:
+    """The callback that makes every process stop after the same step when any of them caught
+    SIGTERM/SIGINT (``flag``: the recipe's guards.StopOnSignal, which it must precede); none
+    for a single process.
+
+    A signal reaches the processes of a run at slightly different moments, perhaps either side
+    of a step's end; a process that stopped alone would save a checkpoint the others never join
+    and leave them waiting in the next step's gradient all-reduce. So after every step the
+    processes agree: each offers the signal it caught (0: none), the highest wins (one
+    all-reduce of one number through the trainer's process group), and all of them stop after
+    that step and save its checkpoint together, as a single process does."""
+    if world_size() == 1:
+        return []
+    import torch
+    import torch.distributed as dist
+    from transformers import TrainerCallback  # here: importing this module stays light
+
+    class SharedStop(TrainerCallback):
+        def on_step_end(self, args, state, control, **kwargs):
+            caught = torch.tensor([flag.signum or 0], device=_state().device)
+            dist.all_reduce(caught, op=dist.ReduceOp.MAX)
+            if flag.signum is None and int(caught.item()):
+                flag.signum = int(caught.item())
+            return control
+
+    return [SharedStop()]
+
+
 # ------------------------------------------------------------------------------- placement
 def device_map(cfg: RunConfig):
     """Where this process loads the base for training: None (one process: models/load.py's
