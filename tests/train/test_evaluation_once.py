@@ -11,8 +11,8 @@ from tunelab.train import dpo, fastpath
 
 
 class _Trainer:
-    def __init__(self, step: int, history: list[dict], best_at_end: bool = False) -> None:
-        self.state = SimpleNamespace(global_step=step, log_history=history)
+    def __init__(self, step: int, history: list[dict], best_at_end: bool = False, best: int | None = None) -> None:
+        self.state = SimpleNamespace(global_step=step, log_history=history, best_global_step=best)
         self.args = SimpleNamespace(load_best_model_at_end=best_at_end)
         self.evaluations = 0
 
@@ -33,13 +33,16 @@ def test_a_run_not_evaluated_at_its_last_step_is_evaluated_once():
     assert trainer.evaluations == 1
 
 
-def test_a_restored_best_checkpoint_is_evaluated_again():
-    trainer = _Trainer(6, [{"eval_loss": 1.5, "step": 6}], best_at_end=True)
-    assert fastpath.final_evaluation(trainer)["eval_loss"] == 9.0
+def test_a_restored_best_checkpoint_reuses_the_evaluation_at_its_step():
+    trainer = _Trainer(8, [{"eval_loss": 1.2, "step": 4}, {"eval_loss": 1.5, "step": 8}], best_at_end=True, best=4)
+    assert fastpath.final_evaluation(trainer)["eval_loss"] == 1.2
+    assert trainer.evaluations == 0
+    unknown = _Trainer(8, [{"eval_loss": 1.5, "step": 8}], best_at_end=True, best=None)
+    assert fastpath.final_evaluation(unknown)["eval_loss"] == 9.0
 
 
 def _cfg(**train):
-    return build_config(overrides={"data.train": "pairs.jsonl", "train.stage": "dpo",
+    return build_config(overrides={"data.train": "pairs.jsonl", "train.stage": "dpo", "train.batch_size": 8,
                                    **{f"train.{k}": v for k, v in train.items()}})
 
 

@@ -132,13 +132,13 @@ def set_threads() -> int:
 
 
 def final_evaluation(trainer) -> dict:
-    """The held-out metrics of the model as trained: the evaluation the loop already ran at its
-    last step when there was one (running it again costs a whole pass over the held-out data
-    for the same numbers), else a fresh one. With the best checkpoint restored at the end, the
-    model is not the one last evaluated, so that case always evaluates."""
-    step = trainer.state.global_step
-    if not trainer.args.load_best_model_at_end:
-        for entry in reversed(trainer.state.log_history):
-            if entry.get("step") == step and "eval_loss" in entry:
-                return dict(entry)
+    """The held-out metrics of the weights the run ends with: the evaluation the loop already
+    ran on them (running it again costs a whole pass over the held-out data for the same
+    numbers) — at the last step, or, with the best checkpoint restored at the end, at the best
+    step — else a fresh one."""
+    state = trainer.state
+    step = getattr(state, "best_global_step", None) if trainer.args.load_best_model_at_end else state.global_step
+    for entry in reversed(state.log_history if step is not None else []):
+        if entry.get("step") == step and "eval_loss" in entry:
+            return dict(entry)
     return trainer.evaluate()

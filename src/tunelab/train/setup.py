@@ -22,7 +22,7 @@ from tunelab.inference.load import resolve_dtype
 from tunelab.io import atomic_write_json, atomic_write_text
 from tunelab.models.load import load_model, load_tokenizer, resolve
 from tunelab.rundir import RunDir
-from tunelab.train import distributed
+from tunelab.train import auto, distributed
 from tunelab.train.distributed import on_main  # recipes write their own files through it: one writer per run
 
 
@@ -56,7 +56,7 @@ def start_run(cfg: RunConfig, run_dir: RunDir) -> RunConfig:
     if run_dir.path.exists() and any(run_dir.path.iterdir()):
         raise RunError(f"{run_dir.path}: already exists and is not empty; choose another --out or --resume it")
     distributed.wait_for_everyone()
-    cfg = cfg.model_copy(update={"name": run_dir.name})
+    cfg = auto.settle(cfg).model_copy(update={"name": run_dir.name})  # config.yaml holds numbers, never auto
     distributed.on_main(_write_start, cfg, run_dir)
     return cfg
 
@@ -138,6 +138,7 @@ def save_weights(cfg: RunConfig, model, tokenizer, run_dir: RunDir) -> None:
 
 # ------------------------------------------------------------------------------- the trainer
 def schedule(cfg: RunConfig, n_train: int) -> Schedule:
+    cfg = auto.settle(cfg)  # a recipe resolves auto from its data first; what is left gets the fixed values
     per_step = cfg.train.batch_size * cfg.train.grad_accum
     steps_per_epoch = max(1, math.ceil(n_train / per_step))
     total = cfg.train.max_steps if cfg.train.max_steps > 0 else max(1, math.ceil(cfg.train.epochs * steps_per_epoch))
@@ -156,6 +157,7 @@ def trainer_args(config_cls, cfg: RunConfig, run_dir: RunDir, n_train: int, has_
     the stage's own (TRL's SFTConfig, DPOConfig, RewardConfig, RLOOConfig)."""
     from tunelab.train import guards
 
+    cfg = auto.settle(cfg)
     t = cfg.train
     plan = schedule(cfg, n_train)
     args = dict(
@@ -168,14 +170,28 @@ def trainer_args(config_cls, cfg: RunConfig, run_dir: RunDir, n_train: int, has_
         save_strategy="steps", save_steps=plan.save_steps, save_total_limit=t.save_total_limit,
         seed=t.seed, data_seed=t.seed, report_to="none", disable_tqdm=True, dataloader_num_workers=0,
         use_cpu=not cuda(), **guards.TRAINER_ARGS, **distributed.trainer_args(cfg))
-    return config_cls(**{**args, **extra})
+    merged = {**args, **best_checkpoint(has_val), **extra}
+    if merged.get("load_best_model_at_end") and merged["save_steps"] % merged["eval_steps"]:
+        merged["save_steps"] = merged["eval_steps"]  # the best weights come back from a checkpoint saved at an evaluation
+    return config_cls(**merged)
 
 
-def fit(trainer, run_dir: RunDir, events: EventSink, resume_from: str | None = None) -> tuple[float, float]:
+def best_checkpoint(has_val: bool) -> dict:
+    """With validation rows, every run ends with the weights of its lowest validation loss
+    (checkpoints are saved at each evaluation; the best one is kept and restored at the end)."""
+    if not has_val:
+        return {}
+    return {"load_best_model_at_end": True, "metric_for_best_model": "eval_loss", "greater_is_better": False}
+
+
+def fit(trainer, run_dir: RunDir, events: EventSink, resume_from: str | None = None, *,
+        cfg: RunConfig | None = None, started: float | None = None) -> tuple[float, float]:
     """Run the trainer's loop with tunelab's callbacks (metrics.jsonl, progress events, the
     signal and non-finite guards); returns (mean training loss, seconds). An interrupted run
     has written a checkpoint and raises guards.Interrupted; a non-finite loss raises before
-    anything is saved."""
+    anything is saved. With
+    train.time_budget the run is fitted to end within it, counted from ``started``
+    (time.monotonic(); default: now) — see train/budget.py."""
     from transformers.trainer_callback import PrinterCallback
 
     from tunelab.train import guards
@@ -186,13 +202,30 @@ def fit(trainer, run_dir: RunDir, events: EventSink, resume_from: str | None = N
     if resume_from is not None:
         distributed.note_world_size(run_dir, events)
     signals = guards.StopOnSignal()
-    for callback in (MetricsCallback(run_dir.metrics), EventCallback(events), guards.NonFiniteGuard(), signals):
+    for callback in (MetricsCallback(run_dir.metrics), EventCallback(events), guards.NonFiniteGuard(), signals,
+                     *_budget(trainer, run_dir, cfg, started, events)):
         trainer.add_callback(callback)
     start = time.perf_counter()
     with guards.friendly_oom(), distributed.peer_guard(), signals:
         result = trainer.train(resume_from_checkpoint=resume_from)
     guards.raise_if_interrupted(signals, run_dir)
     return float(result.training_loss), time.perf_counter() - start
+
+
+def _budget(trainer, run_dir: RunDir, cfg: RunConfig | None, started: float | None, events: EventSink) -> list:
+    """The time-budget callback when train.time_budget is set, on a single-process run (the
+    processes of a distributed run would each measure and stop at different steps)."""
+    from tunelab.config import parse_duration
+    from tunelab.train.budget import BudgetCallback
+
+    if distributed.world_size() > 1:
+        return []
+    cfg = cfg or run_dir.config()
+    if not cfg.train.time_budget:
+        return []
+    eval_rows = len(trainer.eval_dataset) if trainer.eval_dataset is not None else 0
+    return [BudgetCallback(parse_duration(cfg.train.time_budget), time.monotonic() if started is None else started,
+                           eval_rows, events, fixed_eval_steps=cfg.train.eval_steps is not None)]
 
 
 def resume_point(run_dir: RunDir) -> str:

@@ -7,7 +7,9 @@ same encoding; TRL runs the loop, checkpoints and validation.
 
 from __future__ import annotations
 
-from tunelab.config import RunConfig
+import time
+
+from tunelab.config import RunConfig, parse_duration
 from tunelab.data import dataset
 from tunelab.data.load import write_jsonl
 from tunelab.data.tokens import Encoded
@@ -15,7 +17,7 @@ from tunelab.errors import ConfigError
 from tunelab.events import EventSink, no_events
 from tunelab.io import atomic_write_json
 from tunelab.rundir import RunDir
-from tunelab.train import fastpath, setup
+from tunelab.train import auto, blend, fastpath, setup
 
 DATA = "chat"  # what the stage trains on: chat, instruction or completion rows
 
@@ -27,15 +29,25 @@ def check(cfg: RunConfig) -> None:
 
 def run(cfg: RunConfig, run_dir: RunDir, events: EventSink = no_events, resume: bool = False) -> setup.RunResult:
     """Train ``cfg.method`` on ``cfg.data`` into ``run_dir``; with ``resume``, continue the run
-    there from its newest complete checkpoint on the data it saved."""
+    there from its newest complete checkpoint on the data it saved. Values left at ``auto`` are
+    chosen from the encoded training rows (train/auto.py); the run ends with the weights of its
+    best validation loss."""
+    started = time.monotonic()  # train.time_budget counts from here: loading and encoding included
     train_rows, val_rows = _rows(cfg, run_dir, resume)
     ref, tokenizer, model = setup.load_base(cfg)
+    blended = None
+    if cfg.train.blend and not resume:
+        train_rows, blended = _blend(cfg, train_rows, model, tokenizer, ref, events)
     enc_train = dataset.encode_split(tokenizer, train_rows, cfg.data.max_length, cfg.data.train_on_inputs)
     enc_val = dataset.encode_split(tokenizer, val_rows, cfg.data.max_length, cfg.data.train_on_inputs)
     if not enc_train.rows:
         raise ConfigError(f"no training row has an answer token within data.max_length={cfg.data.max_length}")
     checkpoint = setup.resume_point(run_dir) if resume else None
+    chosen = ""
     if not resume:
+        cfg, chosen = auto.resolve(cfg, auto.DataStats.of(enc_train.rows), model.num_parameters())
+        if chosen:
+            events({"event": "note", "text": chosen})
         cfg = setup.start_run(cfg, run_dir)
         setup.on_main(_save_data, cfg, run_dir, train_rows, val_rows, enc_train, enc_val)  # one writer per run
 
@@ -43,13 +55,13 @@ def run(cfg: RunConfig, run_dir: RunDir, events: EventSink = no_events, resume: 
     trainable = setup.trainable(model)
     events({"event": "trainable", **trainable})
     trainer = _trainer(model, tokenizer, enc_train.rows, enc_val.rows, cfg, run_dir)
-    counter = _TokenCounter(trainer, sum(len(r.input_ids) for r in enc_val.rows))
-    loss, seconds = setup.fit(trainer, run_dir, events, resume_from=checkpoint)
+    counter = _TokenCounter(trainer)
+    _announce_budget(cfg, enc_train.rows, model, events)
+    loss, seconds = setup.fit(trainer, run_dir, events, resume_from=checkpoint, cfg=cfg, started=started)
     final_eval = fastpath.final_evaluation(trainer) if enc_val.rows else {}
     setup.save_weights(cfg, model, tokenizer, run_dir)
     real_tokens = counter.train_tokens()
     plan = setup.schedule(cfg, len(enc_train.rows))
-    stopping = _early_stopping(cfg, enc_val.rows)
     return setup.finish(run_dir, {
         "model": ref.name, "method": cfg.method.name, "stage": "sft", "trainable": trainable,
         "train_rows": len(enc_train.rows), "val_rows": len(enc_val.rows), "base_dtype": setup.base_dtype(cfg),
@@ -59,9 +71,70 @@ def run(cfg: RunConfig, run_dir: RunDir, events: EventSink = no_events, resume: 
         "tokens_per_second": round(real_tokens / max(seconds, 1e-9), 1),
         "bf16": trainer.args.bf16, "padding_free": fastpath.padding_free(cfg.method.name, cfg.train.fast),
         "gradient_checkpointing": trainer.args.activation_checkpointing,
-        "best_step": _best_step(trainer) if stopping else None,
-        "stopped_early": stopping and trainer.state.global_step < plan.total_steps,
+        **_best(trainer),
+        "stopped_early": _early_stopping(cfg, enc_val.rows) and trainer.state.global_step < plan.total_steps,
+        "auto": chosen or None, "blend": blended, "time_budget": _budget_summary(trainer),
     })
+
+
+def _blend(cfg: RunConfig, train_rows, model, tokenizer, ref, events: EventSink):
+    """The training conversations with train.blend's general rows mixed in (train/blend.py)."""
+    def general(n: int):
+        events({"event": "note", "text": f"blend: writing {n} general rows with the base model (cached after)"})
+        return blend.general_rows(model, tokenizer, ref.source, n, cfg.train.seed)
+
+    return blend.mix(cfg.train.blend, train_rows, cfg.train.seed, general, events)
+
+
+def _announce_budget(cfg: RunConfig, rows: list[Encoded], model, events: EventSink) -> None:
+    """Before training: about how many of the planned steps fit train.time_budget, from the
+    reference machine's measured throughput (refined after the first steps)."""
+    from tunelab.train import budget
+
+    if not cfg.train.time_budget:
+        return
+    plan = setup.schedule(cfg, len(rows))
+    seconds = parse_duration(cfg.train.time_budget)
+    per_step_tokens = sum(len(r.input_ids) for r in rows) / len(rows) * cfg.train.batch_size * cfg.train.grad_accum
+    step_s = budget.estimate_seconds_per_step(per_step_tokens, cfg.method.name, model.num_parameters())
+    guess = "" if step_s is None else (
+        f"; about {min(plan.total_steps, int(seconds / step_s))} fit at the reference machine's speed")
+    events({"event": "note", "text": f"time budget {cfg.train.time_budget}: {plan.total_steps} steps planned{guess}; "
+                                     f"fitted after timing the first {budget.PROBE_STEPS + 1} steps"})
+
+
+def _best(trainer) -> dict:
+    """The step whose weights the run ended with, and its validation loss (None without validation)."""
+    state = trainer.state
+    if not trainer.args.load_best_model_at_end or state.best_global_step is None:
+        return {"best_step": None, "best_eval_loss": None}
+    return {"best_step": state.best_global_step, "best_eval_loss": round(float(state.best_metric), 4)}
+
+
+def _budget_summary(trainer) -> dict | None:
+    from tunelab.train import budget
+
+    found = [c for c in trainer.callback_handler.callbacks if isinstance(c, budget.BudgetCallback)]
+    return found[0].summary() if found else None
+
+
+def report(summary: dict) -> list[str]:
+    """train_report.md's lines for a supervised run."""
+    lines = [f"Final validation loss **{summary.get('eval_loss')}** on {summary.get('val_rows')} rows; "
+             f"training loss {summary.get('train_loss')}."]
+    if summary.get("best_step") is not None:
+        lines.append(f"Best checkpoint: step **{summary['best_step']}** of {summary['steps']} (validation loss "
+                     f"{summary['best_eval_loss']}); the saved adapter is that step's.")
+    if summary.get("auto"):
+        lines.append(f"Chosen automatically: {summary['auto'].removeprefix('auto: ')}.")
+    fit = summary.get("time_budget")
+    if fit:
+        lines.append(f"Time budget {fit['seconds']:g} s: {summary['steps']} steps run of {fit['planned_steps']} "
+                     f"planned ({fit.get('step_seconds', '?')} s a step measured).")
+    if summary.get("blend"):
+        b = summary["blend"]
+        lines.append(f"Blended {b['rows']} general rows from `{b['source']}` into training (share {b['share']}).")
+    return lines
 
 
 def _rows(cfg: RunConfig, run_dir: RunDir, resume: bool) -> tuple[list, list]:
@@ -91,15 +164,11 @@ def _trainer(model, tokenizer, train_rows: list[Encoded], val_rows: list[Encoded
     from trl import SFTConfig, SFTTrainer
 
     t = cfg.train
-    plan = setup.schedule(cfg, len(train_rows))
-    stopping = _early_stopping(cfg, val_rows)  # restores the best checkpoint at the end
+    stopping = _early_stopping(cfg, val_rows)  # the best checkpoint comes back at the end in any case
     packed = fastpath.padding_free(cfg.method.name, t.fast)
     args = setup.trainer_args(
         SFTConfig, cfg, run_dir, len(train_rows), bool(val_rows),
-        activation_checkpointing=_checkpointing(model, train_rows, cfg),
-        save_steps=plan.eval_steps if stopping else plan.save_steps,
-        load_best_model_at_end=stopping, metric_for_best_model="eval_loss" if stopping else None,
-        greater_is_better=False if stopping else None, neftune_noise_alpha=t.neftune_noise_alpha,
+        activation_checkpointing=_checkpointing(model, train_rows, cfg), neftune_noise_alpha=t.neftune_noise_alpha,
         max_length=None,  # rows are already truncated to data.max_length
         dataset_kwargs={"skip_prepare_dataset": True})
     return SFTTrainer(
@@ -120,11 +189,6 @@ def _early_stopping(cfg: RunConfig, val_rows) -> bool:
     return bool(cfg.train.early_stopping_patience and val_rows)
 
 
-def _best_step(trainer) -> int | None:
-    best = trainer.state.best_model_checkpoint
-    return int(best.rsplit("-", 1)[-1]) if best else None
-
-
 def _checkpointing(model, rows: list[Encoded], cfg: RunConfig) -> bool:
     setting = cfg.train.gradient_checkpointing
     if setting != "auto":
@@ -137,32 +201,41 @@ def _checkpointing(model, rows: list[Encoded], cfg: RunConfig) -> bool:
 
 
 class _TokenCounter:
-    """Counts the real (non-padding) tokens of the training batches: the examples' own lengths,
-    whatever padding or packing the collator adds.
+    """Counts the real (non-padding) tokens of the batches this process trained on: the
+    examples' own lengths, whatever padding or packing the collator adds.
 
-    It wraps the trainer's collator; evaluation batches pass through the same collator, so
-    the validation set's tokens are subtracted once per evaluation run."""
+    The trainer's collator also builds the evaluation batches, and the training loader collates
+    a batch ahead of the step that uses it; so a training batch's count waits in a queue until
+    a training step takes it, and batches collated inside an evaluation are not queued. Under
+    several processes each one counts only its own share of every global batch, and
+    setup.finish adds the processes' counts together (an all-reduce sum), so the run's tokens
+    and tokens/s are those of all processes; nothing is multiplied by the world size."""
 
-    def __init__(self, trainer, val_tokens: int) -> None:
-        from transformers import TrainerCallback
+    def __init__(self, trainer) -> None:
+        from collections import deque
 
         self.total = 0
-        self.evals = 0
-        self.val_tokens = val_tokens
-        collate = trainer.data_collator
+        self.waiting: deque[int] = deque()
+        self.evaluating = False
+        collate, train_step, evaluation_loop = trainer.data_collator, trainer.training_step, trainer.evaluation_loop
 
         def counting(batch):
-            self.total += sum(len(example["input_ids"]) for example in batch)
+            if not self.evaluating:
+                self.waiting.append(sum(len(example["input_ids"]) for example in batch))
             return collate(batch)
 
-        trainer.data_collator = counting
-        counter = self
+        def stepping(*args, **kwargs):
+            self.total += self.waiting.popleft() if self.waiting else 0
+            return train_step(*args, **kwargs)
 
-        class CountEvals(TrainerCallback):
-            def on_evaluate(self, *args, **kwargs):
-                counter.evals += 1
+        def evaluating(*args, **kwargs):
+            self.evaluating = True
+            try:
+                return evaluation_loop(*args, **kwargs)
+            finally:
+                self.evaluating = False
 
-        trainer.add_callback(CountEvals())
+        trainer.data_collator, trainer.training_step, trainer.evaluation_loop = counting, stepping, evaluating
 
     def train_tokens(self) -> int:
-        return self.total - self.evals * self.val_tokens
+        return self.total
