@@ -17,4 +17,5 @@ app.add_typer(data_app, name="data")
 
 
 # Command modules register themselves on `app` / `data_app` when imported.
-from tunelab.cli import chat, data, demo, estimate, evaluate, export, models, rag, rlhf, serve, train  # noqa: E402,F401
+from tunelab.cli import (chat, data, demo, estimate, evaluate, export, jobs, models, rag, rlhf,  # noqa: E402,F401
+                         serve, train)
