@@ -15,6 +15,8 @@ from tunelab.serve.auth import ApiKeys
 from tunelab.serve.limits import Limits
 
 OPEN_PATHS = {"/health"}
+UPLOAD_PATH = "/v1/files"  # file uploads: limited by max_upload_bytes (the route caps the file itself)
+FORM_OVERHEAD = 64 << 10  # the multipart framing and fields around an uploaded file
 
 
 def error_body(message: str, type: str, param: str | None = None, code: str | None = None) -> dict:
@@ -58,7 +60,7 @@ class EdgeMiddleware:
         counted = scope["path"] not in OPEN_PATHS
         self.in_flight += counted
         try:
-            await self.app(scope, self._counting(receive), send)
+            await self.app(scope, self._counting(receive, scope), send)
         finally:
             self.in_flight -= counted
 
@@ -77,12 +79,17 @@ class EdgeMiddleware:
             return ApiError(429, "server busy: too many requests in flight, retry shortly", type="rate_limit_error",
                             code="too_many_requests", headers={"Retry-After": "1"})
         length = headers.get(b"content-length", b"")
-        if length.isdigit() and int(length) > self.limits.max_body_bytes:
-            return too_large(self.limits.max_body_bytes)
+        if length.isdigit() and int(length) > self._body_limit(scope):
+            return too_large(self._body_limit(scope))
         return None
 
-    def _counting(self, receive):
-        limit, seen = self.limits.max_body_bytes, 0
+    def _body_limit(self, scope) -> int:
+        if scope["path"] == UPLOAD_PATH and scope["method"] == "POST":
+            return self.limits.max_upload_bytes + FORM_OVERHEAD
+        return self.limits.max_body_bytes
+
+    def _counting(self, receive, scope):
+        limit, seen = self._body_limit(scope), 0
 
         async def counted_receive():
             nonlocal seen

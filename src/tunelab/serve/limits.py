@@ -9,6 +9,7 @@ from dataclasses import dataclass
 class Limits:
     # the HTTP edge (answered with an OpenAI-shaped 413 or 429)
     max_body_bytes: int = 1 << 20  # request body, counted on the bytes received
+    max_upload_bytes: int = 512 << 20  # one file uploaded to POST /v1/files (its body alone may be this large)
     max_prompt_chars: int = 100_000  # prompt or message text, checked before tokenising
     max_concurrent: int = 128  # requests being handled at once; more get 429
     # the engine
