@@ -52,6 +52,12 @@ def serve_cmd(
                                            help="on SIGTERM, seconds in-flight requests get before cancelling"),
     max_connections: int = typer.Option(LIMITS.max_connections, "--max-connections", min=1,
                                         help="open connections; beyond them the server answers 503"),
+    max_upload_bytes: int = typer.Option(LIMITS.max_upload_bytes, "--max-upload-bytes", min=1,
+                                         help="one file uploaded to /v1/files, counted while it streams (413)"),
+    workers: int = typer.Option(0, "--workers", min=0, help="fine-tuning job workers to run beside the server "
+                                "(0: jobs wait for a separate `tunelab worker`)"),
+    jobs_db: Path = typer.Option(None, "--jobs-db", help="the fine-tuning job store (default "
+                                 "TUNELAB_HOME/jobs/jobs.sqlite)"),
 ) -> None:
     """Serve the base model and its adapters with an OpenAI-compatible API."""
     from tunelab import api
@@ -59,10 +65,11 @@ def serve_cmd(
     pairs = _pairs(adapters, "--adapter", "NAME=RUN_DIR")
     limits = Limits(max_body_bytes=max_body_bytes, max_prompt_chars=max_prompt_chars, max_concurrent=max_concurrent,
                     max_queue=max_queue, max_batch=max_batch, read_timeout=read_timeout, keep_alive=keep_alive,
-                    shutdown_timeout=shutdown_timeout, max_connections=max_connections)
+                    shutdown_timeout=shutdown_timeout, max_connections=max_connections,
+                    max_upload_bytes=max_upload_bytes)
     api.serve(model, adapters=pairs, runs=runs, host=host, port=port, api_key=api_key, api_keys_file=api_keys_file,
           db=db, log_content=log_content, dtype=dtype, device_map=checked_device_map(device_map), limits=limits,
-          rag=_pairs(rag, "--rag", "NAME=INDEX[:RUN]"), say=console.print,
+          rag=_pairs(rag, "--rag", "NAME=INDEX[:RUN]"), jobs_db=jobs_db, workers=workers, say=console.print,
           warn=lambda text: console.print(f"[yellow]{text}[/yellow]"))
 
 

@@ -80,14 +80,18 @@ def serve(model: str, *, adapters: dict[str, str] | None = None, runs: str | Pat
           host: str = "127.0.0.1", port: int = 8000, api_key: str | None = None,
           api_keys_file: str | Path | None = None, db: str | Path = "tunelab-serve.sqlite",
           log_content: bool = False, dtype: str = "auto", device_map: str | None = None,
-          limits: Limits | None = None, rag: dict[str, str] | None = None,
-          say: Callable[[str], None] = _stderr, warn: Callable[[str], None] = _stderr) -> None:
+          limits: Limits | None = None, rag: dict[str, str] | None = None, jobs_db: str | Path | None = None,
+          workers: int = 0, say: Callable[[str], None] = _stderr, warn: Callable[[str], None] = _stderr) -> None:
     """Serve ``model`` and its adapters (``adapters``: NAME -> run folder; ``runs``: a folder
     whose runs of this base are all served) until SIGTERM or Ctrl-C.
 
     ``api_key`` (else the TUNELAB_API_KEY environment variable) and ``api_keys_file`` (one
     ``name:key`` per line) set the accepted keys; with none, the API is open. ``rag`` maps a model
-    name to INDEX[:RUN]: requests to it retrieve from INDEX first (serve/rag_routes.py)."""
+    name to INDEX[:RUN]: requests to it retrieve from INDEX first (serve/rag_routes.py).
+
+    The files and fine-tuning jobs API keeps its queue in ``jobs_db`` (default
+    TUNELAB_HOME/jobs/jobs.sqlite); ``workers`` job workers run beside the server, restarted if
+    they exit (0: jobs wait for a separate `tunelab worker`)."""
     from tunelab.serve.app import create_app
     from tunelab.serve.auth import ApiKeys
     from tunelab.serve import rag_routes
@@ -115,7 +119,8 @@ def serve(model: str, *, adapters: dict[str, str] | None = None, runs: str | Pat
     engine = Engine(model, found, max_batch=limits.max_batch, max_queue=limits.max_queue, dtype=dtype,
                     device_map=device_map)
     store = Store(db, log_content)
-    app = create_app(engine, keys=keys, store=store, limits=limits, rag=routes)
+    jobs, supervisor = _jobs(model, jobs_db, workers, limits)
+    app = create_app(engine, keys=keys, store=store, limits=limits, rag=routes, jobs=jobs)
     config = uvicorn_config(app, host, port, limits)
     auth = f" ({len(keys.names())} API key{'s' if len(keys.names()) != 1 else ''})" if keys else ""
     say(f"serving {', '.join(engine.model_names() + list(routes))} on http://{host}:{port}/v1{auth}; log: {db}")
@@ -127,9 +132,27 @@ def serve(model: str, *, adapters: dict[str, str] | None = None, runs: str | Pat
         # gets a no-op handler for that last step and the process exits 0
         signal.signal(signal.SIGTERM, lambda *_: None)
     try:
+        if supervisor is not None:
+            supervisor.start()
+            say(f"{workers} fine-tuning worker{'s' if workers != 1 else ''} started; jobs: {jobs.store.path}")
         draining_server(config, engine, limits.shutdown_timeout).run()
     finally:
+        if supervisor is not None:
+            supervisor.stop()
         if main:
             signal.signal(signal.SIGTERM, previous)
         engine.close(timeout=limits.shutdown_timeout)
         store.close()
+
+
+def _jobs(model: str, jobs_db: str | Path | None, workers: int, limits: Limits):
+    """The jobs API over the job store, and the supervisor of ``workers`` workers (None: none)."""
+    from tunelab.jobs.routes import JobsApi
+    from tunelab.jobs.store import open_store
+    from tunelab.jobs.worker import Supervisor
+
+    if workers < 0:
+        raise ConfigError(f"--workers {workers}: expected 0 or more")
+    store = open_store(jobs_db)
+    api = JobsApi(store, base=model, max_upload_bytes=limits.max_upload_bytes)
+    return api, (Supervisor(workers, ["--db", str(store.path)]) if workers else None)
