@@ -44,11 +44,11 @@ def check_cmd(
     if as_json:
         print_json(report.as_dict())
     else:
-        _render(report)
+        _render(report, chat_template)
     raise typer.Exit(0 if report.ok else 1)
 
 
-def _render(report) -> None:
+def _render(report, chat_template: str | None = None) -> None:
     console.print(f"[bold]{report.path}[/bold]: {report.rows} rows, format [cyan]{report.format or 'unknown'}[/cyan]")
     for title, findings, style in (("errors", report.errors, "red"), ("warnings", report.warnings, "yellow")):
         if not findings:
@@ -76,7 +76,8 @@ def _render(report) -> None:
         console.print("findings: none (no duplicates, conflicts, outliers, personal data or leakage)")
     if report.tokens:
         t = report.tokens
-        console.print(f"tokens ({report.guidance['model']} chat template): total {t['total']:,}, "
+        template = chat_template or f"{report.guidance['model']}'s"
+        console.print(f"tokens ({template} chat template): total {t['total']:,}, "
                       f"mean {t['mean']}, p95 {t['p95']}, max {t['max']}")
     if report.max_length:
         console.print(f"rows over --max-length {report.max_length}: {report.over_length}")

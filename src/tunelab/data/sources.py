@@ -25,6 +25,7 @@ from __future__ import annotations
 import csv
 import hashlib
 import json
+import logging
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -270,6 +271,9 @@ def _hub_rows(source: Source) -> Iterator[Row]:
     import datasets
 
     name, split = hub_name(source.spec)
+    hub_log = logging.getLogger("huggingface_hub")
+    level = hub_log.level
+    hub_log.setLevel(logging.ERROR)  # its per-retry warnings would bury the one line that says what failed
     try:
         ds = datasets.load_dataset(name, split=split)
     except (OSError, ValueError, datasets.exceptions.DatasetsError) as exc:
@@ -277,6 +281,8 @@ def _hub_rows(source: Source) -> Iterator[Row]:
         raise DataError(f"{source.spec}: cannot load the dataset '{name}' (split '{split}') from the Hugging "
                         f"Face Hub: {reason}", hint="check the name and the network, or save it with "
                         "save_to_disk and pass the folder") from None
+    finally:
+        hub_log.setLevel(level)
     yield from _dataset_rows(source, ds)
 
 
