@@ -43,3 +43,26 @@ def test_estimate_command_numbers(capsys, tiny_model, tmp_path):
     assert r["self_hosted"]["full"]["flops"] == 6 * r["params"] * 2 * tokens
     code, _, err = run_cli(capsys, "estimate", "--data", path, "--model", tiny_model, "--method", "magic")
     assert code == 2 and "unknown method" in err
+
+
+def test_gpu_memory_keeps_a_bf16_base_where_the_method_allows_it():
+    n = 1e9
+    assert cost.gpu_training_memory_bytes(n, "lora") == pytest.approx(2e9 + 16 * METHODS["lora"].trainable_share * n)
+    assert cost.gpu_training_memory_bytes(n, "qlora") == cost.training_memory_bytes(n, "qlora")  # 4-bit already
+    assert cost.gpu_training_memory_bytes(n, "full") == cost.training_memory_bytes(n, "full") == 16e9
+
+
+def test_the_catalogs_gpu_hints_are_the_gpus_needed_calculation():
+    from tunelab.models import catalog
+
+    big = catalog.get("llama-3.1-70b-instruct")
+    need = cost.gpus_needed(big.params_b * 1e9, "lora", cost.parse_bytes("80GB"))
+    hint = big.as_dict()["gpus"]
+    assert {k: hint[k] for k in need} == need and need["ddp"] is None and need["mode"] == "fsdp"
+    assert hint["text"] == f"lora: {need['fsdp']} × 80GB GPUs, fsdp"
+    # LoRA's bf16 base + adapter state does not fit in 80% of one 80 GB GPU, and does in that many
+    assert (need["fsdp"] - 1) * cost.GPU_USABLE * 80e9 < cost.gpu_training_memory_bytes(big.params_b * 1e9, "lora")
+    assert catalog.gpu_hint(big.params_b, "qlora", "80GB")["text"] == "qlora: 1 × 80GB GPU"
+    assert catalog.gpu_hint(big.params_b, "lora", "24GB")["fsdp"] == cost.gpus_needed(big.params_b * 1e9, "lora", 24e9)["fsdp"]
+    assert catalog.get("llama-3.1-8b-instruct").as_dict()["gpus"]["mode"] == "ddp"
+    assert all("GPU" not in e.note for e in catalog.CATALOG.values())  # no hand-written hardware hints

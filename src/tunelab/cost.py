@@ -40,11 +40,20 @@ def training_memory_bytes(params: float, method: str) -> float:
 GPU_USABLE = 0.8
 
 
+def gpu_training_memory_bytes(params: float, method: str) -> float:
+    """training_memory_bytes on a GPU, which computes in bf16: a method whose frozen base may be
+    stored in bf16 (Method.bf16_base) holds it in 2 bytes per parameter instead of fp32's 4."""
+    m = METHODS[method]
+    if m.bf16_base and m.trainable_share < 1.0 and m.base_bytes > 2.0:
+        return 2.0 * params + 16.0 * m.trainable_share * params
+    return training_memory_bytes(params, method)
+
+
 def gpus_needed(params: float, method: str, gpu_bytes: float) -> dict:
-    """GPUs of ``gpu_bytes`` each that training needs. DDP keeps a whole copy per GPU, so it
-    fits on one or not at all; FSDP / DeepSpeed ZeRO-3 shard weights, gradients and optimizer
-    state evenly, so they need ceil(total / usable memory per GPU)."""
-    total = training_memory_bytes(params, method)
+    """GPUs of ``gpu_bytes`` each that training needs (gpu_training_memory_bytes). DDP keeps a
+    whole copy per GPU, so it fits on one or not at all; FSDP / DeepSpeed ZeRO-3 shard weights,
+    gradients and optimizer state evenly, so they need ceil(total / usable memory per GPU)."""
+    total = gpu_training_memory_bytes(params, method)
     usable = GPU_USABLE * gpu_bytes
     sharded = max(1, math.ceil(total / usable))
     return {"memory_gb": round(total / 1e9, 1), "ddp": 1 if total <= usable else None, "fsdp": sharded,

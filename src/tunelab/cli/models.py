@@ -18,11 +18,13 @@ def models_cmd(as_json: bool = typer.Option(False, "--json", help="print JSON in
         print_json(rows)
         return
     table = Table(title="tunelab models (any Hugging Face id or local folder works too)")
-    for col in ("name", "params", "context", "licence", "source", "data guidance"):
+    for col in ("name", "params", "context", "licence", "source", "data guidance",
+                f"training on {catalog.HINT_GPU_MEMORY} GPUs"):
         table.add_column(col, overflow="fold")
     for e in catalog.CATALOG.values():
         name = f"{e.name} [dim](default)[/dim]" if e.name == catalog.DEFAULT_MODEL else e.name
-        table.add_row(name, _params(e.params_b), f"{e.context:,}", e.licence, e.source, catalog.guidance(e.params_b)["text"])
+        table.add_row(name, _params(e.params_b), f"{e.context:,}", e.licence, e.source,
+                      catalog.guidance(e.params_b)["text"], catalog.gpu_hint(e.params_b)["text"])
     console.print(table)
 
 
