@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, Request
 from fastapi.responses import FileResponse
 
 from tunelab.jobs import files as uploads
@@ -32,6 +32,17 @@ def tenant(request: Request) -> str:
 def _not_found(kind: str, ident: str, param: str = "id") -> ApiError:
     shown = ident if len(ident) <= 80 else ident[:77] + "..."
     return ApiError(404, f"No such {kind}: {shown}", param=param, code="not_found")
+
+
+def _limit(given: str | None, default: int, high: int) -> int:
+    """The ``limit`` query parameter: 1..``high``, ``default`` when absent. Checked here rather
+    than by FastAPI so the error names ``limit`` as OpenAI's does (not ``query.limit``)."""
+    if given is None:
+        return default
+    if not given.isdigit() or not 1 <= int(given) <= high:
+        raise ApiError(400, f"limit: expected a whole number from 1 to {high} (got {given[:20]!r})", param="limit",
+                       code="invalid_value")
+    return int(given)
 
 
 def _listing(items: list[dict], has_more: bool) -> dict:
@@ -100,8 +111,8 @@ def _file_routes(api: JobsApi) -> None:
 
     @router.get("/v1/files")
     def list_files(request: Request, purpose: str | None = None, after: str | None = None,
-                   limit: int = Query(10000, ge=1, le=10000)):
-        page = store.list_files(tenant(request), purpose, after, limit)
+                   limit: str | None = None):
+        page = store.list_files(tenant(request), purpose, after, _limit(limit, 10000, 10000))
         return _listing([uploads.file_object(r) for r in page.items], page.has_more)
 
     def owned(request: Request, file_id: str) -> dict:
@@ -143,8 +154,8 @@ def _job_routes(api: JobsApi) -> None:
         return spec.job_object(job)
 
     @router.get("/v1/fine_tuning/jobs")
-    def list_jobs(request: Request, after: str | None = None, limit: int = Query(20, ge=1, le=100)):
-        page = store.list_jobs(tenant(request), after, limit)
+    def list_jobs(request: Request, after: str | None = None, limit: str | None = None):
+        page = store.list_jobs(tenant(request), after, _limit(limit, 20, 100))
         return _listing([spec.job_object(j) for j in page.items], page.has_more)
 
     def owned(request: Request, job_id: str):
@@ -170,16 +181,15 @@ def _job_routes(api: JobsApi) -> None:
         return spec.job_object(job)
 
     @router.get("/v1/fine_tuning/jobs/{job_id}/events")
-    def job_events(request: Request, job_id: str, after: str | None = None, limit: int = Query(20, ge=1, le=1000)):
+    def job_events(request: Request, job_id: str, after: str | None = None, limit: str | None = None):
         owned(request, job_id)
-        page = store.events(job_id, after, limit)
+        page = store.events(job_id, after, _limit(limit, 20, 1000))
         return _listing([_event(r) for r in page.items], page.has_more)
 
     @router.get("/v1/fine_tuning/jobs/{job_id}/checkpoints")
-    def job_checkpoints(request: Request, job_id: str, after: str | None = None,
-                        limit: int = Query(10, ge=1, le=100)):
+    def job_checkpoints(request: Request, job_id: str, after: str | None = None, limit: str | None = None):
         owned(request, job_id)
-        page = store.checkpoints(job_id, after, limit)
+        page = store.checkpoints(job_id, after, _limit(limit, 10, 100))
         return _listing([_checkpoint(r, job_id) for r in page.items], page.has_more)
 
 
