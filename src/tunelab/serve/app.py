@@ -81,27 +81,7 @@ def create_app(engine: Engine, *, keys: ApiKeys | None = None, store: Store | No
     # documents the bearer scheme in the schema; the key itself is checked by EdgeMiddleware
     bearer = [Security(HTTPBearer(auto_error=False))]
 
-    @app.get("/health")
-    async def health(request: Request):
-        """Liveness; the served model names only with a valid key (or when none is set)."""
-        if keys and keys.match(request.headers.get("authorization")) is None:
-            return {"status": "ok"}
-        return {"status": "ok", "models": engine.model_names() + list(rag)}
-
-    @app.get("/v1/models", dependencies=bearer, responses=ERRORS)
-    async def list_models(request: Request):
-        now = int(time.time())
-        names = engine.model_names() + list(rag)
-        if jobs is not None:  # the caller's own fine-tuned models, never another key's
-            from tunelab.jobs.routes import tenant
-
-            names = await asyncio.to_thread(jobs.visible_models, names, tenant(request))
-        return {"object": "list", "data": [{"id": m, "object": "model", "created": now, "owned_by": "tunelab"}
-                                           for m in names]}
-
-    @app.get("/metrics", dependencies=bearer, responses=ERRORS)
-    async def prometheus():
-        return PlainTextResponse(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
+    _info_routes(app, engine, keys, rag, metrics, jobs, bearer)
 
     async def tokenize(fn, *args) -> list[int]:
         return await asyncio.get_running_loop().run_in_executor(tokenizing, fn, *args)
@@ -155,6 +135,33 @@ def create_app(engine: Engine, *, keys: ApiKeys | None = None, store: Store | No
         return await _answer(request, job, body, chat, record, extra or {})
 
     return app
+
+
+def _info_routes(app: FastAPI, engine: Engine, keys: ApiKeys, rag: dict, metrics: Metrics, jobs,
+                 bearer: list) -> None:
+    """/health, /v1/models and /metrics."""
+
+    @app.get("/health")
+    async def health(request: Request):
+        """Liveness; the served model names only with a valid key (or when none is set)."""
+        if keys and keys.match(request.headers.get("authorization")) is None:
+            return {"status": "ok"}
+        return {"status": "ok", "models": engine.model_names() + list(rag)}
+
+    @app.get("/v1/models", dependencies=bearer, responses=ERRORS)
+    async def list_models(request: Request):
+        now = int(time.time())
+        names = engine.model_names() + list(rag)
+        if jobs is not None:  # the caller's own fine-tuned models, never another key's
+            from tunelab.jobs.routes import tenant
+
+            names = await asyncio.to_thread(jobs.visible_models, names, tenant(request))
+        return {"object": "list", "data": [{"id": m, "object": "model", "created": now, "owned_by": "tunelab"}
+                                           for m in names]}
+
+    @app.get("/metrics", dependencies=bearer, responses=ERRORS)
+    async def prometheus():
+        return PlainTextResponse(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
 
 def _feedback_route(app: FastAPI, store: Store | None, bearer: list) -> None:
