@@ -24,6 +24,8 @@ def serve_cmd(
     model: str = typer.Option(DEFAULT_MODEL, "--model", "-m", help="base model (catalog name, HF id or folder)"),
     adapters: list[str] = typer.Option(None, "--adapter", help="NAME=RUN_DIR: serve that run as ft:<model>:NAME"),
     runs: Path = typer.Option(None, "--runs", help="also serve every run of this base model under this folder"),
+    runs_dir: Path = typer.Option(None, "--runs-dir", help="the runs the dashboard at /ui lists "
+                                  "(default: the --runs folder, else ./runs)"),
     host: str = typer.Option("127.0.0.1", "--host"),
     port: int = typer.Option(8000, "--port"),
     api_key: str = typer.Option(None, "--api-key", help="require 'Authorization: Bearer KEY'; prefer the "
@@ -67,8 +69,8 @@ def serve_cmd(
                     max_queue=max_queue, max_batch=max_batch, read_timeout=read_timeout, keep_alive=keep_alive,
                     shutdown_timeout=shutdown_timeout, max_connections=max_connections,
                     max_upload_bytes=max_upload_bytes)
-    api.serve(model, adapters=pairs, runs=runs, host=host, port=port, api_key=api_key, api_keys_file=api_keys_file,
-          db=db, log_content=log_content, dtype=dtype, device_map=checked_device_map(device_map), limits=limits,
+    api.serve(model, adapters=pairs, runs=runs, runs_dir=runs_dir, host=host, port=port, api_key=api_key,
+          api_keys_file=api_keys_file, db=db, log_content=log_content, dtype=dtype, device_map=checked_device_map(device_map), limits=limits,
           rag=_pairs(rag, "--rag", "NAME=INDEX[:RUN]"), jobs_db=jobs_db, workers=workers, say=console.print,
           warn=lambda text: console.print(f"[yellow]{text}[/yellow]"))
 

@@ -77,7 +77,7 @@ def draining_server(config, engine, drain_after: float):
 
 
 def serve(model: str, *, adapters: dict[str, str] | None = None, runs: str | Path | None = None,
-          host: str = "127.0.0.1", port: int = 8000, api_key: str | None = None,
+          runs_dir: str | Path | None = None, host: str = "127.0.0.1", port: int = 8000, api_key: str | None = None,
           api_keys_file: str | Path | None = None, db: str | Path = "tunelab-serve.sqlite",
           log_content: bool = False, dtype: str = "auto", device_map: str | None = None,
           limits: Limits | None = None, rag: dict[str, str] | None = None, jobs_db: str | Path | None = None,
@@ -87,7 +87,8 @@ def serve(model: str, *, adapters: dict[str, str] | None = None, runs: str | Pat
 
     ``api_key`` (else the TUNELAB_API_KEY environment variable) and ``api_keys_file`` (one
     ``name:key`` per line) set the accepted keys; with none, the API is open. ``rag`` maps a model
-    name to INDEX[:RUN]: requests to it retrieve from INDEX first (serve/rag_routes.py).
+    name to INDEX[:RUN]: requests to it retrieve from INDEX first (serve/rag_routes.py). The
+    dashboard at /ui lists the runs in ``runs_dir`` (default: ``runs``, else ./runs).
 
     The files and fine-tuning jobs API keeps its queue in ``jobs_db`` (default
     TUNELAB_HOME/jobs/jobs.sqlite); ``workers`` job workers run beside the server, restarted if
@@ -120,10 +121,12 @@ def serve(model: str, *, adapters: dict[str, str] | None = None, runs: str | Pat
                     device_map=device_map)
     store = Store(db, log_content)
     jobs, supervisor = _jobs(model, jobs_db, workers, limits)
-    app = create_app(engine, keys=keys, store=store, limits=limits, rag=routes, jobs=jobs)
+    app = create_app(engine, keys=keys, store=store, limits=limits, rag=routes, jobs=jobs,
+                     runs_dir=runs_dir or runs)
     config = uvicorn_config(app, host, port, limits)
     auth = f" ({len(keys.names())} API key{'s' if len(keys.names()) != 1 else ''})" if keys else ""
     say(f"serving {', '.join(engine.model_names() + list(routes))} on http://{host}:{port}/v1{auth}; log: {db}")
+    say(f"dashboard: http://{host}:{port}/ui (runs in {runs_dir or runs or 'runs'})")
     main = threading.current_thread() is threading.main_thread()
     previous = signal.getsignal(signal.SIGTERM)
     if main:
