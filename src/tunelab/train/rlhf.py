@@ -150,10 +150,10 @@ def _sft_on_chosen_answers(cfg: RunConfig, out: Path) -> RunConfig:
     from tunelab.data import dataset
     from tunelab.data.load import write_jsonl
 
-    if not dataset.parse_file(cfg.data.train).is_preference:
+    if not dataset.parse_file(cfg.data.train, cfg.data.columns).is_preference:
         return cfg
     rows = [{"messages": p["prompt"] + [{"role": "assistant", "content": p["chosen"]}]}
-            for p in dataset.load_pairs(cfg.data.train)]
+            for p in dataset.load_pairs(cfg.data.train, cfg.data.columns)]
     write_jsonl(out / "sft_data.jsonl", rows)
     return cfg.model_copy(update={"data": cfg.data.model_copy(update={"train": str(out / "sft_data.jsonl")})})
 

@@ -145,9 +145,9 @@ def _rows(cfg: RunConfig, run_dir: RunDir, resume: bool) -> tuple[list, list]:
         return (dataset.load_conversations(run_dir.data / "train.jsonl"),
                 dataset.load_conversations(val_file) if val_file.is_file() else [])
     check(cfg)
-    train_rows = dataset.load_conversations(cfg.data.train)
+    train_rows = dataset.load_conversations(cfg.data.train, cfg.data.columns)
     if cfg.data.val:
-        return train_rows, dataset.load_conversations(cfg.data.val)
+        return train_rows, dataset.load_conversations(cfg.data.val, cfg.data.columns)
     return dataset.split_train_val(train_rows, cfg.data.val_fraction, cfg.train.seed)
 
 
