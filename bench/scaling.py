@@ -6,7 +6,8 @@ the global batch × steps over run.json's training-loop seconds. On a CPU
 the processes share the machine's cores (train/distributed.py gives each cores / N threads),
 so N processes cannot beat one on a small CPU: what this measures there is the cost of DDP
 (gradient all-reduce over gloo, N copies of the model, N interpreters). On a GPU machine each
-process gets its own GPU and the ratio is the scaling. The machine's 1-minute load rides along.
+process gets its own GPU and the ratio is the scaling. The machine's 1-minute load before and
+after rides along, and both sides' trained tokens, which must be equal (same global batch).
 
     .venv/bin/python bench/scaling.py [--model NAME] [--procs 2] [--max-steps 12] [--batch 8]
 """
@@ -39,9 +40,9 @@ def side(model: str, data: Path, out: Path, procs: int, args) -> dict:
     summary = json.loads((out / "run.json").read_text())
     return {"processes": procs, "batch_per_process": args.batch // procs, "wall_s": round(wall, 1),
             "train_s": summary["train_seconds"],
-            # rows/s from the schedule: run.json's token count subtracts each evaluation's full
-            # validation set on every process, which undercounts under DDP
             "rows_per_s": round(args.batch * summary["steps"] / max(summary["train_seconds"], 1e-9), 1),
+            # run.json's real tokens: each process's own training batches, summed over processes
+            "tokens": summary["real_tokens"], "tokens_per_s": summary["tokens_per_second"],
             "train_loss": summary["train_loss"], "world_size": summary["distributed"]["world_size"]}
 
 
@@ -54,6 +55,7 @@ def main() -> None:
     args = parser.parse_args()
     from tests.conftest import MEMO_ROWS, build_tiny_model, write_jsonl
 
+    load_before = round(os.getloadavg()[0], 2)
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         model = args.model or str(build_tiny_model(work / "tiny"))
@@ -63,7 +65,8 @@ def main() -> None:
     print(json.dumps({"model": args.model or "tiny random Llama", "cores": len(os.sched_getaffinity(0)),
                       "global_batch": args.batch, "max_steps": args.max_steps, "one": one, "many": many,
                       "rows_per_s_ratio": round(many["rows_per_s"] / max(one["rows_per_s"], 1e-9), 2),
-                      "load_1min": round(os.getloadavg()[0], 2)}))
+                      "load_1min_before": load_before,
+                      "load_1min_after": round(os.getloadavg()[0], 2)}))
 
 
 if __name__ == "__main__":
