@@ -1,7 +1,8 @@
 """GPU check of the paths a CPU cannot run: SFT with bf16 autocast, QLoRA's 4-bit base
 (bitsandbytes CUDA kernels), model placement for eval/chat, and the reward -> DPO -> PPO ->
 RLOO stages on one CUDA device, then DDP (LoRA, QLoRA) and FSDP over every visible GPU through
-`tunelab train --nproc-per-node` and a --device-map auto load, all on a tiny random model. Prints one line per check and
+`tunelab train --nproc-per-node` (skipped, and said so, on a machine with one GPU), and chat and
+eval with device_map "auto", all on a tiny random model. Prints one line per check and
 writes $OUT/gpu_check.json (or /tmp/out). The numbers are meaningless (a random model):
 it checks that every path runs on the GPU.
 
@@ -74,14 +75,22 @@ step("dpo", lambda: stage("dpo", {}))
 step("ppo", lambda: stage("ppo", {"ppo.reward_model": str(work / "reward"), "ppo.init": str(work / "lora")}))
 step("rloo", lambda: stage("rloo", {"rloo.reward_model": str(work / "reward"), "rloo.init": str(work / "lora")}))
 def multi(mode, method="lora"):
+    """One run over every visible GPU (one process each); a machine with one GPU cannot run it:
+    two processes on one GPU is not what DDP/FSDP do (NCCL refuses a GPU shared by two ranks)."""
     import subprocess
-    n = max(2, torch.cuda.device_count())
+    n = torch.cuda.device_count()
+    if n < 2:
+        return {"skipped": f"{n} GPU visible: DDP/FSDP need 2 or more"}
     run = work / f"{mode}-{method}"
     cmd = [sys.executable, "-m", "tunelab", "train", "--model", tiny, "--data", str(memo), "--method", method,
-           "--max-steps", "6", "--batch-size", "2", "--out", str(run), "--nproc-per-node", str(n), "--distributed", mode]
+           "--max-steps", "6", "--batch-size", "2", "--lr", "5e-3", "--out", str(run), "--nproc-per-node", str(n),
+           "--distributed", mode]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-1500:]
-    return {"processes": n, **json.loads((run / "run.json").read_text())["distributed"]}
+    s = json.loads((run / "run.json").read_text())
+    assert s["distributed"]["world_size"] == n and (run / "adapter" / "adapter_config.json").is_file()
+    return {"processes": n, **s["distributed"], "bf16": s.get("bf16"), "train_loss": s.get("train_loss"),
+            "real_tokens": s.get("real_tokens")}
 step("ddp_lora", lambda: multi("ddp"))
 step("ddp_qlora", lambda: multi("ddp", "qlora"))
 step("fsdp_lora", lambda: multi("fsdp"))
@@ -89,7 +98,9 @@ def device_map_auto():
     from tunelab.inference.load import load_run
     loaded = load_run(work / "lora", device_map="auto")
     ans = api.reply(loaded, [{"role": "user", "content": "Code word 3?"}], max_new_tokens=6)
-    return {"device_map": sorted(set(map(str, getattr(loaded.model, "hf_device_map", {}).values()))), "answer": ans}
-step("device_map_auto", device_map_auto)
+    report = api.evaluate(work / "lora", memo, limit=4, forgetting=False, bias=False, device_map="auto")
+    return {"device_map": sorted(set(map(str, getattr(loaded.model, "hf_device_map", {}).values()))), "answer": ans,
+            "eval_tuned": {k: v for k, v in report.get("tuned", {}).items() if isinstance(v, (int, float))}}
+step("device_map_auto_chat_and_eval", device_map_auto)
 (out / "gpu_check.json").write_text(json.dumps(results, indent=1))
 print("ALL", all(r["ok"] for r in results.values()))
