@@ -44,3 +44,17 @@ def test_split_is_seeded_and_keeps_duplicates_together():
     train_keys, val_keys = {keys[i] for i in a[0]}, {keys[i] for i in a[1]}
     assert not train_keys & val_keys
     assert sorted(a[0] + a[1]) == list(range(100))
+
+
+def test_word_counts_equal_the_tokenizer_on_awkward_text(tiny_model):
+    from transformers import AutoTokenizer
+
+    from tunelab.data.tokens import WordCounter
+
+    tok = AutoTokenizer.from_pretrained(tiny_model)
+    texts = ["plain ascii words, numbers 123,456.78 and 'quotes' it's they'll",
+             "  leading spaces\n\n\ttabs\r\n  and trailing   ", "<|im_start|>user\nhi<|im_end|>\n <|im_end|>x",
+             "héllo wörld — ünïcode\u00a0nbsp 日本語 🙂🙂 ½ Ⅻ x² ٣٤", ""]
+    counter = WordCounter.of(tok)
+    assert counter is not None
+    assert counter.count(texts) == [len(tok(t, add_special_tokens=False)["input_ids"]) for t in texts]

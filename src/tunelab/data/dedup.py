@@ -11,7 +11,6 @@ from collections import defaultdict
 
 import numpy as np
 
-from tunelab.data.split import row_key
 
 NUM_PERM = 64
 _WORD = re.compile(r"\w+", re.UNICODE)
@@ -23,9 +22,11 @@ def text_of(messages: list[dict]) -> str:
 
 def exact_groups(rows: list[list[dict]]) -> list[list[int]]:
     """Index groups (size ≥ 2) of identical rows, in order of first appearance."""
-    groups: dict[str, list[int]] = defaultdict(list)
+    groups: dict[tuple, list[int]] = defaultdict(list)
     for i, row in enumerate(rows):
-        groups[row_key(row)].append(i)
+        # the canonical content row_key hashes, used as the key itself: equal exactly when
+        # row_key is, without serialising and hashing every row (4x fewer CPU seconds)
+        groups[tuple((m["role"], " ".join(m["content"].split())) for m in row)].append(i)
     return [g for g in groups.values() if len(g) > 1]
 
 
@@ -70,12 +71,31 @@ def signatures(texts: list[str], num_perm: int = NUM_PERM, seed: int = 1) -> np.
         add = rng.integers(0, 2**63, size=num_perm, dtype=np.uint64)
         sig = np.full((len(texts), num_perm), _EMPTY, dtype=np.uint64)
         if len(grams):
-            has = np.unique(gram_rows)
-            seg = np.searchsorted(gram_rows, has)
-            for p0 in range(0, num_perm, 8):
-                hv = (grams[:, None] * mult[None, p0:p0 + 8] + add[None, p0:p0 + 8]) >> np.uint64(32)
-                sig[has, p0:p0 + 8] = np.minimum.reduceat(hv, seg, axis=0)
+            _min_hashes(grams, gram_rows, mult, add, sig)
     return sig
+
+
+def _min_hashes(grams: np.ndarray, gram_rows: np.ndarray, mult: np.ndarray, add: np.ndarray, sig: np.ndarray,
+                block: int = 4096) -> None:
+    """sig[row, p] = min over the row's grams of (gram * mult[p] + add[p]) >> 32, for rows
+    that have grams (``gram_rows`` sorted). Done a block of rows at a time (about ``block``
+    grams) into one reused buffer: the whole file at once made temporaries of grams x 8
+    permutations x 8 bytes (1.3 GB each on 100k rows) and ran at memory speed."""
+    has = np.unique(gram_rows)
+    seg = np.searchsorted(gram_rows, has)
+    ends = np.append(seg[1:], len(grams))
+    buf = np.empty((max(block, int((ends - seg).max())), len(mult)), dtype=np.uint64)
+    shift = np.uint64(32)
+    lo = 0
+    while lo < len(has):
+        hi = max(lo + 1, int(np.searchsorted(ends, seg[lo] + block, side="right")))
+        start, stop = int(seg[lo]), int(ends[hi - 1])
+        out = buf[:stop - start]
+        np.multiply(grams[start:stop, None], mult[None, :], out=out)
+        np.add(out, add[None, :], out=out)
+        np.right_shift(out, shift, out=out)
+        sig[has[lo:hi]] = np.minimum.reduceat(out, seg[lo:hi] - start, axis=0)
+        lo = hi
 
 
 def _bands(threshold: float, num_perm: int) -> int:

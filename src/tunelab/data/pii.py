@@ -60,22 +60,41 @@ def _valid_ip(text: str) -> bool:
         return False
 
 
-# Cheap tests that rule a pattern out before its full regex runs (most text has no PII).
-_SECRET_HINT = re.compile(r"AKIA|sk-|gh[pousr]_|xox|AIza|(?i:key|secret|token|passw)")
+# Cheap tests that rule a pattern out before its full regex runs (most text has no PII). Each
+# holds wherever its pattern could match; substring tests and patterns that start with a literal
+# character run at memory speed, where a pattern starting with a class (``\d``) tries every
+# position (6x slower on 100k rows of prose).
+_SECRET_WORDS = ("key", "secret", "token", "passw")  # the case-insensitive keywords of SECRET
+_GITHUB_HINT = re.compile(r"_(?<=gh[pousr]_)")
 _DIGITS9 = re.compile(r"\d(?:[\s().+-]*\d){8}")
-_IP_HINT = re.compile(r"\d\.\d|[0-9A-Fa-f]:[0-9A-Fa-f]")
+_IPV4_HINT = re.compile(r"\.(?<=\d\.)\d")
+_IPV6_HINT = re.compile(r":(?<=[0-9A-Fa-f]:)[0-9A-Fa-f]")
+
+
+def _may_hold_secret(text: str) -> bool:
+    if "AKIA" in text or "sk-" in text or "xox" in text or "AIza" in text:
+        return True
+    if "_" in text and _GITHUB_HINT.search(text):
+        return True
+    folded = text.casefold()  # folds at least what re's IGNORECASE matches (Kelvin sign, long s)
+    return any(word in folded for word in _SECRET_WORDS)
+
+
+def _may_hold_ip(text: str) -> bool:
+    return ("." in text and _IPV4_HINT.search(text) is not None) or (
+        ":" in text and _IPV6_HINT.search(text) is not None)
 
 
 def find(text: str) -> list[Match]:
     """Every personal-data match in ``text``, earliest first, without overlaps."""
     found: list[Match] = []
-    if _SECRET_HINT.search(text):
+    if _may_hold_secret(text):
         for m in SECRET.finditer(text):
             found.append(Match("secret", m.start(), m.end(), m.group()))
     if "@" in text:
         for m in EMAIL.finditer(text):
             found.append(Match("email", m.start(), m.end(), m.group()))
-    if _IP_HINT.search(text):
+    if _may_hold_ip(text):
         for pattern in (IPV4, IPV6):
             for m in pattern.finditer(text):
                 if _valid_ip(m.group()):

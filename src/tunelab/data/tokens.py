@@ -135,6 +135,9 @@ def _skeleton(tokenizer, roles: tuple) -> tuple[list[str], list[int]] | None:
 def count_tokens(tokenizer, conversations: list[list[dict]], batch: int = 2048) -> list[int]:
     """Length in tokens of each rendered conversation (what training sees)."""
     texts = render_many(tokenizer, conversations)
+    counter = WordCounter.of(tokenizer)
+    if counter is not None and counter.agrees(texts[:64] + texts[64::max(1, len(texts) // 64)]):
+        return counter.count(texts, batch)
     backend = getattr(tokenizer, "backend_tokenizer", None)
     out: list[int] = []
     for start in range(0, len(texts), batch):
@@ -144,3 +147,82 @@ def count_tokens(tokenizer, conversations: list[list[dict]], batch: int = 2048) 
         else:
             out.extend(len(x) for x in tokenizer(chunk, add_special_tokens=False)["input_ids"])
     return out
+
+
+# GPT-2's pre-tokenisation pattern: what the tokenizers library's ByteLevel pre-tokenizer
+# (use_regex) splits text into before BPE
+_BYTE_LEVEL_WORDS = r"""'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+"""
+# the same pattern for ASCII-only text, where letters, digits and spaces are the ASCII ones: the
+# standard library's ``re`` runs it 1.5x faster than ``regex`` runs the Unicode one
+_ASCII_WORDS = r"""'s|'t|'re|'ve|'m|'ll|'d| ?[A-Za-z]+| ?[0-9]+| ?[^\sA-Za-z0-9]+|\s+(?!\S)|\s+"""
+
+
+class WordCounter:
+    """Token counts of byte-level BPE text without tokenising every row.
+
+    Such a tokenizer (GPT-2, Llama 3, SmolLM, Qwen...) first cuts out its added tokens, splits
+    the rest into words with a fixed pattern, and runs BPE on each word alone: a text's length
+    is its added tokens plus the sum of its words' lengths. Text data repeats words endlessly,
+    so each distinct word is tokenised once (by the tokenizer itself) and remembered; the
+    splitting runs in C (``regex``). The tokenizers library spends most of its time tracking
+    offsets and alignments that counting does not need: this is 5-8x fewer CPU seconds on
+    100k rows. ``agrees`` checks it against the tokenizer on sample rows before it is used.
+    """
+
+    def __init__(self, backend, specials: list[str]) -> None:
+        import re
+
+        import regex
+
+        self.backend = backend
+        self.words = regex.compile(_BYTE_LEVEL_WORDS)
+        self.ascii_words = re.compile(_ASCII_WORDS, re.ASCII)
+        self.specials = regex.compile("(" + "|".join(map(regex.escape, specials)) + ")") if specials else None
+        self.lengths: dict[str, int] = dict.fromkeys(specials, 1)
+
+    @classmethod
+    def of(cls, tokenizer) -> "WordCounter | None":
+        """A counter for ``tokenizer``, or None when it is not plain byte-level BPE."""
+        import json
+
+        backend = getattr(tokenizer, "backend_tokenizer", None)
+        if backend is None:
+            return None
+        spec = json.loads(backend.to_str())
+        pre, model = spec.get("pre_tokenizer") or {}, spec.get("model") or {}
+        if (spec.get("normalizer") is not None or model.get("type") != "BPE" or pre.get("type") != "ByteLevel"
+                or pre.get("add_prefix_space") or not pre.get("use_regex", True) or model.get("dropout")):
+            return None
+        added = spec.get("added_tokens") or []
+        if any(t.get("lstrip") or t.get("rstrip") or t.get("single_word") or t.get("normalized") for t in added):
+            return None
+        return cls(backend, sorted((t["content"] for t in added), key=len, reverse=True))
+
+    def _split(self, text: str) -> list[str]:
+        words = (self.ascii_words if text.isascii() else self.words).findall
+        if self.specials is None:
+            return words(text)
+        out: list[str] = []
+        for k, piece in enumerate(self.specials.split(text)):
+            if k % 2:
+                out.append(piece)  # an added token
+            elif piece:
+                out.extend(words(piece))
+        return out
+
+    def count(self, texts: list[str], batch: int = 2048) -> list[int]:
+        out: list[int] = []
+        for start in range(0, len(texts), batch):
+            split = [self._split(t) for t in texts[start:start + batch]]
+            new = list(set().union(*split).difference(self.lengths))
+            for lo in range(0, len(new), 4096):
+                words = new[lo:lo + 4096]
+                found = self.backend.encode_batch(words, add_special_tokens=False)
+                self.lengths.update(zip(words, (len(e.ids) for e in found)))
+            get = self.lengths.__getitem__
+            out.extend(sum(map(get, words)) for words in split)
+        return out
+
+    def agrees(self, texts: list[str]) -> bool:
+        real = [len(e.ids) for e in self.backend.encode_batch(texts, add_special_tokens=False)]
+        return real == self.count(texts)
