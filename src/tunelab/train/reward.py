@@ -88,14 +88,15 @@ class RewardScorer:
     def from_run(cls, path: str | Path, dtype: str = "float32") -> "RewardScorer":
         from peft import PeftModel
 
-        from tunelab.models.load import load_model, load_tokenizer, resolve
+        from tunelab.inference.load import run_tokenizer
+        from tunelab.models.load import load_model, resolve
 
         run = reward_run(path)
         cfg = run.config()
         ref = resolve(cfg.model.name)
         base = load_model(ref, dtype, cfg.model.trust_remote_code, head="reward")
         model = PeftModel.from_pretrained(base, str(run.adapter)).eval()
-        return cls(model, load_tokenizer(ref, cfg.model.trust_remote_code), cfg.data.max_length)
+        return cls(model, run_tokenizer(run, ref, cfg), cfg.data.max_length)  # the template it was trained with
 
     def score(self, prompts: list[list[dict]], answers: list[str], batch_size: int = 16) -> list[float]:
         import torch
