@@ -22,6 +22,7 @@ FLAG_KEYS = {
     "model": "model.name", "method": "method.name", "data": "data.train", "val": "data.val",
     "epochs": "train.epochs", "max_steps": "train.max_steps", "lr": "train.lr", "batch_size": "train.batch_size",
     "max_length": "data.max_length", "seed": "train.seed", "stage": "train.stage", "distributed": "train.distributed",
+    "time_budget": "train.time_budget",
 }
 
 
@@ -32,10 +33,11 @@ def train_cmd(
     method: str = typer.Option(None, "--method", help=f"{describe('method.name')}: {', '.join(METHODS)}"),
     data: str = typer.Option(None, "--data", help=describe("data.train")),
     val: str = typer.Option(None, "--val", help=describe("data.val")),
-    epochs: float = typer.Option(None, "--epochs", help=describe("train.epochs")),
+    epochs: str = typer.Option(None, "--epochs", help=describe("train.epochs")),
     max_steps: int = typer.Option(None, "--max-steps", help=describe("train.max_steps")),
-    lr: float = typer.Option(None, "--lr", help=describe("train.lr")),
-    batch_size: int = typer.Option(None, "--batch-size", help=describe("train.batch_size")),
+    lr: str = typer.Option(None, "--lr", help=describe("train.lr")),
+    batch_size: str = typer.Option(None, "--batch-size", help=describe("train.batch_size")),
+    time_budget: str = typer.Option(None, "--time-budget", help=describe("train.time_budget")),
     max_length: int = typer.Option(None, "--max-length", help=describe("data.max_length")),
     seed: int = typer.Option(None, "--seed", help=describe("train.seed")),
     stage: str = typer.Option(None, "--stage", help=describe("train.stage")),
@@ -52,10 +54,11 @@ def train_cmd(
     master_addr: str = typer.Option(None, "--master-addr", help="address of machine 0, where the processes meet"),
     master_port: int = typer.Option(None, "--master-port", help="free port on machine 0 (default 29500)"),
 ) -> None:
-    """Fine-tune a model. Defaults: LoRA r=8 on the bundled SmolLM2-135M, lr 2e-4, 3 epochs, batch 8."""
+    """Fine-tune a model. Defaults: LoRA on the bundled SmolLM2-135M; epochs, lr, batch size and rank chosen
+    from your data (auto, said in one line); the run ends on its best validation checkpoint."""
     flags = {"model": model, "method": method, "data": data, "val": val, "epochs": epochs, "max_steps": max_steps,
              "lr": lr, "batch_size": batch_size, "max_length": max_length, "seed": seed, "stage": stage,
-             "distributed": distributed}
+             "distributed": distributed, "time_budget": time_budget}
     cfg = None
     if resume is None:
         cfg = build_config(config, overrides={FLAG_KEYS[k]: v for k, v in flags.items()}, sets=sets)
@@ -77,6 +80,9 @@ def train_cmd(
     console.print(
         f"[green]done[/green]: {s['steps']} steps in {s['train_seconds']} s "
         f"({s['tokens_per_second']} tokens/s), train loss {s['train_loss']}, validation loss {s['eval_loss']}")
+    if s.get("best_step") is not None:
+        console.print(f"best checkpoint: step {s['best_step']} of {s['steps']} (validation loss {s['best_eval_loss']}); "
+                      "the saved adapter is that step's")
     console.print(f"run directory: [bold]{run.path}[/bold]  (next: tunelab eval {run.path} --data TEST.jsonl)")
 
 
