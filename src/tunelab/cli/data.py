@@ -15,6 +15,7 @@ from tunelab.models.catalog import DEFAULT_MODEL
 FIRST_LINES = 5
 SOURCE_HELP = "data: .jsonl, .json, .csv, .parquet, a datasets folder or hf:ORG/NAME[:SPLIT]"
 COLUMNS_HELP = "map source columns onto tunelab's fields: question=instruction,answer=output"
+PLURAL = {"line": "lines", "row": "rows", "index": "indices"}  # what a finding's numbers count (data/sources.py)
 TEMPLATE_HELP = "chat template for token counts: alpaca | chatml | llama3 | mistral | zephyr | FILE.jinja"
 
 
@@ -58,7 +59,7 @@ def _render(report, chat_template: str | None = None) -> None:
         for f in findings:
             by_kind[f.kind].append(f)
         table = Table(title=f"{title}: {len(findings)}", title_style=style, title_justify="left")
-        for col in ("kind", "count", f"first {report.unit}s", "example"):
+        for col in ("kind", "count", f"first {PLURAL[report.unit]}", "example"):
             table.add_column(col, overflow="fold")
         for kind, items in sorted(by_kind.items(), key=lambda kv: -len(kv[1])):
             lines = ", ".join(str(f.line) for f in items[:FIRST_LINES]) + (" …" if len(items) > FIRST_LINES else "")
@@ -66,7 +67,7 @@ def _render(report, chat_template: str | None = None) -> None:
         console.print(table)
     if report.findings:
         table = Table(title=f"findings: {len(report.findings)}", title_style="yellow", title_justify="left")
-        for col in ("kind", "rows", f"{report.unit}s", "what", "fix"):
+        for col in ("kind", "rows", PLURAL[report.unit], "what", "fix"):
             table.add_column(col, overflow="fold")
         for f in report.findings:
             lines = ", ".join(map(str, f.lines[:8])) + (" …" if len(f.lines) > 8 else "")
@@ -125,5 +126,5 @@ def prepare_cmd(
         tokens = f", {s['tokens']:,} tokens" if "tokens" in s else ""
         console.print(f"{name}: {s['rows']} rows{extra}{tokens}")
     if card["dropped"]:
-        console.print(f"dropped {len(card['dropped'])} rows ({card['source']['unit']}s and reasons in "
+        console.print(f"dropped {len(card['dropped'])} rows ({PLURAL[card['source']['unit']]} and reasons in "
                       f"{out / 'data_card.md'})")
