@@ -14,6 +14,7 @@ from tunelab import api
 from tunelab.cli.app import app
 from tunelab.cli.render import ProgressView, console
 from tunelab.config import build_config, describe, with_policy_sources
+from tunelab.data.sources import parse_columns
 from tunelab.methods import METHODS
 from tunelab.train import launch
 
@@ -22,7 +23,7 @@ FLAG_KEYS = {
     "model": "model.name", "method": "method.name", "data": "data.train", "val": "data.val",
     "epochs": "train.epochs", "max_steps": "train.max_steps", "lr": "train.lr", "batch_size": "train.batch_size",
     "max_length": "data.max_length", "seed": "train.seed", "stage": "train.stage", "distributed": "train.distributed",
-    "time_budget": "train.time_budget",
+    "time_budget": "train.time_budget", "chat_template": "data.chat_template", "columns": "data.columns",
 }
 
 
@@ -39,6 +40,8 @@ def train_cmd(
     batch_size: str = typer.Option(None, "--batch-size", help=describe("train.batch_size")),
     time_budget: str = typer.Option(None, "--time-budget", help=describe("train.time_budget")),
     max_length: int = typer.Option(None, "--max-length", help=describe("data.max_length")),
+    chat_template: str = typer.Option(None, "--chat-template", help=describe("data.chat_template")),
+    columns: str = typer.Option(None, "--columns", help=describe("data.columns") + " (as question=instruction,answer=output)"),
     seed: int = typer.Option(None, "--seed", help=describe("train.seed")),
     stage: str = typer.Option(None, "--stage", help=describe("train.stage")),
     reward_model: str = typer.Option(None, "--reward-model", help=describe("ppo.reward_model") + " (--stage ppo, rloo, grpo)"),
@@ -58,7 +61,8 @@ def train_cmd(
     from your data (auto, said in one line); the run ends on its best validation checkpoint."""
     flags = {"model": model, "method": method, "data": data, "val": val, "epochs": epochs, "max_steps": max_steps,
              "lr": lr, "batch_size": batch_size, "max_length": max_length, "seed": seed, "stage": stage,
-             "distributed": distributed, "time_budget": time_budget}
+             "distributed": distributed, "time_budget": time_budget, "chat_template": chat_template,
+             "columns": parse_columns(columns) or None}
     cfg = None
     if resume is None:
         cfg = build_config(config, overrides={FLAG_KEYS[k]: v for k, v in flags.items()}, sets=sets)
