@@ -42,9 +42,17 @@ def runs_dir(tiny_model, memo_data, tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="session")
-def server(tiny_model, runs_dir, tmp_path_factory):
-    """(base URL, request log path) of a server whose dashboard lists ``runs_dir`` and which
-    serves the base model and runs/memo's adapter."""
+def jobs_db(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("ui-jobs") / "jobs.sqlite"
+
+
+@pytest.fixture(scope="session")
+def server(tiny_model, runs_dir, jobs_db, tmp_path_factory):
+    """(base URL, request log path) of a server whose dashboard lists ``runs_dir``, which
+    serves the base model and runs/memo's adapter, and takes fine-tuning jobs into ``jobs_db``
+    (a test runs a worker when it wants them trained)."""
+    from tunelab.jobs.routes import JobsApi
+    from tunelab.jobs.store import SqliteJobStore
     from tunelab.serve.app import create_app
     from tunelab.serve.auth import ApiKeys
     from tunelab.serve.engine import Engine, find_adapters
@@ -53,13 +61,15 @@ def server(tiny_model, runs_dir, tmp_path_factory):
     db = tmp_path_factory.mktemp("ui-log") / "log.sqlite"
     engine = Engine(tiny_model, find_adapters(tiny_model, {}, str(runs_dir)), max_batch=4, dtype="float32")
     store = Store(db, log_content=True)
-    app = create_app(engine, keys=ApiKeys({"default": KEY}), store=store, runs_dir=runs_dir)
+    jobs = JobsApi(SqliteJobStore(jobs_db), base=tiny_model)
+    app = create_app(engine, keys=ApiKeys({"default": KEY}), store=store, runs_dir=runs_dir, jobs=jobs)
     try:
         with thread_server(app) as url:
             yield url, db
     finally:
         engine.close()
         store.close()
+        jobs.store.close()
 
 
 def read_json(path: Path):

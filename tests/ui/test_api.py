@@ -110,3 +110,14 @@ def test_data_check_of_an_unusable_file_is_a_400(server, body, name, why):
     response = httpx.post(url + f"/ui/api/data/check?filename={name}", content=body, headers=AUTH)
     assert response.status_code == 400
     assert why in response.json()["error"]["message"] and response.json()["error"]["param"] == "file"
+
+
+def test_tunelab_serve_shows_the_runs_dir_it_is_given(tiny_model, runs_dir, tmp_path):
+    from tests.serve.conftest import process_server
+
+    with process_server(tiny_model, tmp_path, "--runs-dir", str(runs_dir)) as proc:
+        body = httpx.get(proc.url + "/ui/api/runs", headers=AUTH, timeout=30).json()
+        assert body["runs_dir"] == str(runs_dir) and "memo" in [r["name"] for r in body["data"]]
+        assert httpx.get(proc.url + "/ui", timeout=30).status_code == 200
+        overview = httpx.get(proc.url + "/ui/api/overview", headers=AUTH, timeout=30).json()
+        assert overview["jobs_api"] is True  # every server runs the jobs API: the new-job form is on

@@ -231,10 +231,25 @@ def test_playground_streams_two_answers_and_stores_the_preference(page, shots, s
     assert exported[-1]["prompt"] == [{"role": "user", "content": "Code word 3?"}]
 
 
-def test_new_job_page_says_when_the_server_runs_no_jobs(page, shots):
+def test_new_job_form_launches_a_job_that_trains_to_succeeded(page, shots, jobs_db, memo_data, tiny_model):
+    from tests.jobs.conftest import worker_thread
+
     log_in(page)
     page.get_by_role("link", name="New job").click()
-    page.get_by_text("This server does not run jobs").wait_for()
-    assert page.get_by_role("button", name="Launch").is_disabled()
-    assert page.get_by_label("Base model").input_value()
+    assert page.get_by_label("Base model").input_value() == tiny_model
+    page.get_by_label("Training file (JSONL)").set_input_files(str(memo_data))
+    page.get_by_label("Epochs").fill("3")
+    page.get_by_label("Batch size").fill("4")
+    page.get_by_label("Suffix of the model's name (optional)").fill("dash")
+    page.get_by_role("button", name="Launch").click()
+    page.locator("#job-status").wait_for()
+    assert page.locator("#job-status").inner_text() in ("validating_files", "queued")  # no worker yet
+    with worker_thread(jobs_db, lease_s=30):
+        page.locator("#job-status", has_text="succeeded").wait_for(timeout=300_000)
+    assert ":dash:ftjob" in page.locator("#new-job code").inner_text()
+    legend = page.locator("#job-chart .legend li").first.inner_text()  # "train loss (N)"
+    assert int(legend.rsplit("(", 1)[1].rstrip(")")) >= 1
+    assert "successfully completed" in page.locator("#new-job table").inner_text()
     shoot(page, shots, "new-job")
+    page.get_by_role("link", name="Runs").click()
+    page.locator("#jobs-table", has_text="succeeded").wait_for()

@@ -29,8 +29,13 @@ def mount(app, *, runs_dir: str | Path | None, engine, store) -> None:
     and the open page in front of it; ``runs_dir`` (default ./runs) is the folder it lists."""
     from tunelab.ui.routes import router
 
-    def jobs_api() -> bool:  # served when some route answers under /v1/fine_tuning/jobs
-        return any(getattr(r, "path", "").startswith("/v1/fine_tuning/jobs") for r in app.routes)
+    def jobs_api() -> bool:
+        """Whether some route answers GET /v1/fine_tuning/jobs (asked of the routes themselves:
+        an included router has no path of its own to compare)."""
+        from starlette.routing import Match
+
+        scope = {"type": "http", "path": "/v1/fine_tuning/jobs", "method": "GET", "root_path": ""}
+        return any(r.matches(scope)[0] == Match.FULL for r in app.routes)
 
     app.include_router(router(Path(runs_dir) if runs_dir else DEFAULT_RUNS_DIR, engine, store, jobs_api),
                        include_in_schema=False)

@@ -478,17 +478,41 @@ async function launchJob() {
   await followJob(job.id);
 }
 
+// A job's progress comes from its events (the jobs API keeps each key's jobs to itself), polled:
+// the newest pages are read until an event already seen, so a long job is read once.
+async function newEvents(id, seen) {
+  const fresh = [];
+  let after = null;
+  for (;;) {
+    const page = await json(`/v1/fine_tuning/jobs/${encodeURIComponent(id)}/events?limit=100${after ? `&after=${after}` : ""}`);
+    const unseen = (page.data || []).filter((e) => !seen.has(e.id));
+    unseen.forEach((e) => seen.add(e.id));
+    fresh.push(...unseen);
+    if (!page.has_more || unseen.length < (page.data || []).length || !page.data.length) return fresh;
+    after = page.data[page.data.length - 1].id;
+  }
+}
+
 async function followJob(id) {
   const box = $("#new-job");
   const done = new Set(["succeeded", "failed", "cancelled"]);
+  const seen = new Set(), events = [];
+  const chart = el("figure", { class: "chart", id: "job-chart" });
   for (;;) {
     if (location.hash !== "#/new") return;
     const job = await json(`/v1/fine_tuning/jobs/${encodeURIComponent(id)}`);
-    const events = (await json(`/v1/fine_tuning/jobs/${encodeURIComponent(id)}/events?limit=10`)).data || [];
+    events.push(...await newEvents(id, seen));
+    events.sort((a, b) => a.created_at - b.created_at);
+    const points = (key) => events.filter((e) => e.type === "metrics" && e.data && typeof e.data[key] === "number")
+      .map((e) => [e.data.step, e.data[key]]).sort((a, b) => a[0] - b[0]);
+    lineChart(chart, [{ name: "train loss", color: COLORS[0], points: points("train_loss") },
+      { name: "validation loss", color: COLORS[1], points: points("valid_loss") }], { caption: "from the job's events" });
     box.replaceChildren(el("h2", {}, `Job ${job.id} `, el("span", { class: `badge ${job.status}`, id: "job-status", text: job.status })),
       job.fine_tuned_model ? el("p", {}, "Model: ", el("code", { text: job.fine_tuned_model })) : [],
       job.error && job.error.message ? el("p", { class: "error", text: job.error.message }) : [],
-      table(["time", "level", "message"], events.map((e) => [new Date(e.created_at * 1000).toLocaleTimeString(), e.level, e.message]), "Latest events"));
+      chart,
+      table(["time", "level", "message"], events.slice(-8).reverse().map((e) =>
+        [new Date(e.created_at * 1000).toLocaleTimeString(), e.level, e.message]), "Latest events"));
     if (done.has(job.status)) return;
     await new Promise((resolve) => setTimeout(resolve, 1500));
   }
