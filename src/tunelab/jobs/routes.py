@@ -205,6 +205,9 @@ def _check_job(api: JobsApi, who: str, req: dict) -> None:
             if row is None or row["purpose"] != "fine-tune":
                 raise ApiError(400, f"{param}: no fine-tune file with id '{req[param]}'", param=param,
                                code="invalid_file")
+    if req.get("integrations"):
+        raise ApiError(400, "integrations: not supported by this server (send none)", param="integrations",
+                       code="invalid_value")
     out_of_range = spec.check_ranges(req)
     if out_of_range:
         raise ApiError(400, out_of_range[1], param=out_of_range[0], code="invalid_value")
