@@ -21,9 +21,11 @@ from tests.train.test_stages import PAIRS
 # over both processes, so the curves agree to float32 rounding; the tolerance leaves room for
 # the different order of the gradient sums.
 LOSS_TOLERANCE = 1e-3
-# 16 training pairs, a multiple of the global batch of 4: otherwise the last batch of an epoch
+# 8 training pairs, a multiple of the global batch of 4: otherwise the last batch of an epoch
 # differs (one process trains a short batch; two processes complete it with rows from the
 # start, as every distributed sampler does, so the two runs see different rows at that step).
+# 4 steps are two epochs: one process precomputes DPO's reference log-probs, two compute them
+# as they go (train/dpo.py), and the curves must still agree.
 STEPS, GLOBAL_BATCH = 4, 4
 COMMON = ["--max-steps", str(STEPS), "--lr", "2e-4", "--set", "train.epochs=1", "--set", "train.bf16=off",
           "--set", "train.logging_steps=1", "--set", "train.scheduler=constant", "--set", "method.lora.dropout=0"]
@@ -38,7 +40,7 @@ def one_process(monkeypatch):
 @pytest.fixture(scope="module")
 def data(tmp_path_factory, tiny_model) -> list[str]:
     folder = tmp_path_factory.mktemp("pairs")
-    train = write_jsonl(folder / "train.jsonl", PAIRS[:8] * 2)
+    train = write_jsonl(folder / "train.jsonl", PAIRS[:8])
     val = write_jsonl(folder / "val.jsonl", PAIRS[8:])
     return ["--model", tiny_model, "--data", str(train), "--val", str(val)]
 

@@ -57,9 +57,13 @@ def eval_every(cfg: RunConfig, n_train: int) -> int:
 def revisits_pairs(cfg: RunConfig, n_train: int) -> bool:
     """Whether to compute the reference log-probs (the base with the adapter off) once for all
     pairs before training: worth it when the run sees a pair more than once, since the
-    reference is frozen; a run shorter than an epoch computes them as it goes instead."""
-    seen = (setup.schedule(cfg, n_train).total_steps * cfg.train.batch_size * cfg.train.grad_accum
-            * distributed.world_size())  # pairs per step over every process
+    reference is frozen; a run shorter than an epoch computes them as it goes instead. Over
+    several processes they are always computed as it goes: TRL stores the precomputed values
+    in a temporary folder of the process that wrote them when the pairs are held in memory,
+    where the other processes cannot read them."""
+    if distributed.world_size() > 1:
+        return False
+    seen = setup.schedule(cfg, n_train).total_steps * cfg.train.batch_size * cfg.train.grad_accum
     return seen > n_train
 
 
