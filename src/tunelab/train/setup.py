@@ -79,9 +79,26 @@ def finish(run_dir: RunDir, summary: dict) -> RunResult:
     """run.json, written by the main process once every process has finished: the processes
     that trained the run, and the real tokens and tokens/s of all of them together."""
     cfg = run_dir.config()
-    summary = {**distributed.summed_tokens(summary), "distributed": distributed.describe(cfg)}
+    summary = {**distributed.summed_tokens(summary), "distributed": distributed.describe(cfg),
+               "chat_template": chat_template_record(cfg, run_dir)}
     distributed.on_main(atomic_write_json, run_dir.summary_file, summary)
     return RunResult(run_dir, summary)
+
+
+def chat_template_record(cfg: RunConfig, run_dir: RunDir) -> dict | None:
+    """The chat template the run trained with, as saved beside its weights: data.chat_template's
+    name (or "model", the base's own) and the sha256 of the text, which loads compare against."""
+    import hashlib
+
+    from tunelab.inference.load import saved_template
+
+    try:
+        text = saved_template(run_dir.weights())
+    except RunError:
+        return None
+    if text is None:
+        return None
+    return {"name": cfg.data.chat_template or "model", "sha256": hashlib.sha256(text.encode()).hexdigest()}
 
 
 # ------------------------------------------------------------------------------- model and method
@@ -106,7 +123,7 @@ def load_base(cfg: RunConfig, *, head: str = "lm", dtype: str | None = None):
     method = methods.get(cfg.method.name)
     load_kwargs = method.load_kwargs(method.settings(cfg.method))
     ref = resolve(cfg.model.name)
-    tokenizer = load_tokenizer(ref, cfg.model.trust_remote_code)
+    tokenizer = load_tokenizer(ref, cfg.model.trust_remote_code, cfg.data.chat_template)
     if cfg.train.fast or distributed.world_size() > 1:  # several processes must never each take every core
         fastpath.set_threads()
     model = load_model(ref, dtype or base_dtype(cfg), cfg.model.trust_remote_code, head=head,
@@ -249,9 +266,9 @@ def pair_rows(cfg: RunConfig, run_dir: RunDir, resume: bool) -> tuple[list[dict]
 
     if resume:
         return _saved(run_dir, dataset.load_pairs)
-    rows = dataset.load_pairs(cfg.data.train)
+    rows = dataset.load_pairs(cfg.data.train, cfg.data.columns)
     if cfg.data.val:
-        return rows, dataset.load_pairs(cfg.data.val)
+        return rows, dataset.load_pairs(cfg.data.val, cfg.data.columns)
     keys = [row_key(p["prompt"] + [{"role": "assistant", "content": p["chosen"]}]) for p in rows]
     return split(rows, keys, cfg.data.val_fraction, cfg.train.seed)
 
@@ -264,9 +281,9 @@ def prompt_rows(cfg: RunConfig) -> tuple[list[list[dict]], list[list[dict]]]:
     from tunelab.data.split import row_key
 
     held_out = cfg.policy().eval_prompts
-    rows = dataset.load_prompts(cfg.data.train)
+    rows = dataset.load_prompts(cfg.data.train, cfg.data.columns)
     if cfg.data.val:
-        return rows, dataset.load_prompts(cfg.data.val)[:held_out]
+        return rows, dataset.load_prompts(cfg.data.val, cfg.data.columns)[:held_out]
     hold = min(held_out, len(rows) // 5)
     return split(rows, [row_key(p) for p in rows], hold / len(rows), cfg.train.seed) if hold else (rows, [])
 
