@@ -124,6 +124,7 @@ def load_base(cfg: RunConfig, *, head: str = "lm", dtype: str | None = None):
     load_kwargs = method.load_kwargs(method.settings(cfg.method))
     ref = resolve(cfg.model.name)
     tokenizer = load_tokenizer(ref, cfg.model.trust_remote_code, cfg.data.chat_template)
+    seed_everything(cfg.train.seed)  # a head the checkpoint lacks (the reward score) starts the same in every run
     if cfg.train.fast or distributed.world_size() > 1:  # several processes must never each take every core
         fastpath.set_threads()
     model = load_model(ref, dtype or base_dtype(cfg), cfg.model.trust_remote_code, head=head,
@@ -156,7 +157,7 @@ def save_weights(cfg: RunConfig, model, tokenizer, run_dir: RunDir) -> None:
 # ------------------------------------------------------------------------------- the trainer
 def schedule(cfg: RunConfig, n_train: int) -> Schedule:
     cfg = auto.settle(cfg)  # a recipe resolves auto from its data first; what is left gets the fixed values
-    per_step = cfg.train.batch_size * cfg.train.grad_accum
+    per_step = cfg.train.batch_size * cfg.train.grad_accum * distributed.world_size()  # rows per optimizer step
     steps_per_epoch = max(1, math.ceil(n_train / per_step))
     total = cfg.train.max_steps if cfg.train.max_steps > 0 else max(1, math.ceil(cfg.train.epochs * steps_per_epoch))
     eval_steps = cfg.train.eval_steps or max(1, total // 4)
@@ -219,7 +220,8 @@ def fit(trainer, run_dir: RunDir, events: EventSink, resume_from: str | None = N
     if resume_from is not None:
         distributed.note_world_size(run_dir, events)
     signals = guards.StopOnSignal()
-    for callback in (MetricsCallback(run_dir.metrics), EventCallback(events), guards.NonFiniteGuard(), signals,
+    for callback in (MetricsCallback(run_dir.metrics), EventCallback(events), guards.NonFiniteGuard(),
+                     *distributed.shared_stop(signals), signals,  # every process stops after the same step
                      *_budget(trainer, run_dir, cfg, started, events)):
         trainer.add_callback(callback)
     start = time.perf_counter()
