@@ -20,7 +20,8 @@ def gpu(monkeypatch):
     """Make torch report GPUs of ``total_bytes`` each."""
     def install(total_bytes: float) -> None:
         monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
-        monkeypatch.setattr(torch.cuda, "get_device_properties", lambda index: SimpleNamespace(total_memory=total_bytes))
+        report = SimpleNamespace(total_memory=total_bytes)
+        monkeypatch.setattr(torch.cuda, "get_device_properties", lambda index: report)
 
     monkeypatch.delenv("LOCAL_RANK", raising=False)
     return install

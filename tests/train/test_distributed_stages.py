@@ -53,8 +53,8 @@ def _one_process(capsys, args: list[str], out: Path) -> Path:
 
 def _two_processes(args: list[str], out: Path) -> subprocess.CompletedProcess:
     env = {k: v for k, v in os.environ.items() if k not in ("WORLD_SIZE", "RANK", "LOCAL_RANK", "LOCAL_WORLD_SIZE")}
-    proc = subprocess.run([sys.executable, "-m", "tunelab", "train", *args, *COMMON, "--batch-size", str(GLOBAL_BATCH // 2),
-                           "--nproc-per-node", "2", "--out", str(out)],
+    proc = subprocess.run([sys.executable, "-m", "tunelab", "train", *args, *COMMON,
+                           "--batch-size", str(GLOBAL_BATCH // 2), "--nproc-per-node", "2", "--out", str(out)],
                           capture_output=True, text=True, timeout=600, env={**env, "OMP_NUM_THREADS": "1"})
     assert proc.returncode == 0, proc.stderr[-3000:]
     return proc
