@@ -52,7 +52,7 @@ def push(run: RunDir, folder: Path, repo_id: str, *, token: str, private: bool =
     except HfHubHTTPError as exc:
         status = getattr(exc.response, "status_code", "?")
         raise RunError(f"--push-to-hub {repo_id}: the Hub refused the upload (HTTP {status}: "
-                       f"{str(exc).splitlines()[0]}); the export is kept in {folder}") from None
+                       f"{str(exc).splitlines()[0]})") from None
     files = sum(1 for p in folder.rglob("*") if p.is_file())
     return {"url": str(url), "commit": commit.oid, "files": files}
 
