@@ -17,10 +17,10 @@ LONG = DataStats(rows=3000, answer_tokens=400_000, mean_tokens=700.0)
 
 
 @pytest.mark.parametrize("stats, expected", [
-    (SMALL, {"epochs": 4.0, "batch_size": 8, "r": 8, "alpha": 16}),
+    (SMALL, {"epochs": 5.0, "batch_size": 8, "r": 8, "alpha": 16}),
     (MEDIUM, {"epochs": 2.0, "batch_size": 8, "r": 16, "alpha": 32}),
     (LONG, {"epochs": 1.0, "batch_size": 4, "r": 16, "alpha": 32}),
-    (DataStats(rows=12, answer_tokens=100, mean_tokens=20.0), {"epochs": 4.0, "batch_size": 1, "r": 8, "alpha": 16}),
+    (DataStats(rows=12, answer_tokens=100, mean_tokens=20.0), {"epochs": 5.0, "batch_size": 1, "r": 8, "alpha": 16}),
 ])
 def test_choices_follow_the_data(stats, expected):
     cfg, line = auto.resolve(build_config(), stats, params=135e6)
@@ -34,7 +34,7 @@ def test_the_reason_is_one_line_with_the_numbers():
     _, line = auto.resolve(build_config(), MEDIUM, params=135e6)
     assert "\n" not in line
     assert line.startswith("auto: 412 rows, 38k answer tokens")
-    assert "2 epochs" in line and "lr 0.0005" in line and "r 16" in line and "batch 8" in line
+    assert "2 epochs" in line and "lr 0.0004" in line and "r 16" in line and "batch 8" in line
 
 
 def test_learning_rate_follows_method_and_shrinks_with_model_size():
