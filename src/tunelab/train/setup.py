@@ -7,6 +7,7 @@ these in order; none of them knows which stage called it.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import time
 from dataclasses import dataclass, field
@@ -53,6 +54,9 @@ def start_run(cfg: RunConfig, run_dir: RunDir) -> RunConfig:
     """Create the run directory (never over an existing one) and write the resolved config and
     the processes it runs on. Every process checks before any writes (so all of them refuse an
     existing folder alike); only the main process writes."""
+    from tunelab.train import tracking
+
+    tracking.check(cfg.train.report_to)
     if run_dir.path.exists() and any(run_dir.path.iterdir()):
         raise RunError(f"{run_dir.path}: already exists and is not empty; choose another --out or --resume it")
     distributed.wait_for_everyone()
@@ -173,7 +177,7 @@ def cuda() -> bool:
 def trainer_args(config_cls, cfg: RunConfig, run_dir: RunDir, n_train: int, has_val: bool, **extra):
     """The one list of TrainingArguments every recipe starts from; ``extra`` adds or replaces
     the stage's own (TRL's SFTConfig, DPOConfig, RewardConfig, RLOOConfig)."""
-    from tunelab.train import guards
+    from tunelab.train import guards, tracking
 
     cfg = auto.settle(cfg)
     t = cfg.train
@@ -186,7 +190,8 @@ def trainer_args(config_cls, cfg: RunConfig, run_dir: RunDir, n_train: int, has_
         bf16=use_bf16(t.bf16), logging_steps=t.logging_steps,
         eval_strategy="steps" if has_val else "no", eval_steps=plan.eval_steps,
         save_strategy="steps", save_steps=plan.save_steps, save_total_limit=t.save_total_limit,
-        seed=t.seed, data_seed=t.seed, report_to="none", disable_tqdm=True, dataloader_num_workers=0,
+        seed=t.seed, data_seed=t.seed, report_to=tracking.trainer_report_to(cfg), run_name=run_dir.name,
+        disable_tqdm=True, dataloader_num_workers=0,
         use_cpu=not cuda(), **guards.TRAINER_ARGS, **distributed.trainer_args(cfg))
     merged = {**args, **best_checkpoint(has_val), **extra}
     if merged.get("load_best_model_at_end") and merged["save_steps"] % merged["eval_steps"]:
@@ -205,14 +210,14 @@ def best_checkpoint(has_val: bool) -> dict:
 def fit(trainer, run_dir: RunDir, events: EventSink, resume_from: str | None = None, *,
         cfg: RunConfig | None = None, started: float | None = None) -> tuple[float, float]:
     """Run the trainer's loop with tunelab's callbacks (metrics.jsonl, progress events, the
-    signal and non-finite guards); returns (mean training loss, seconds). An interrupted run
-    has written a checkpoint and raises guards.Interrupted; a non-finite loss raises before
-    anything is saved. With
+    signal and non-finite guards) and the run's experiment trackers open (train.report_to);
+    returns (mean training loss, seconds). An interrupted run has written a checkpoint and
+    raises guards.Interrupted; a non-finite loss raises before anything is saved. With
     train.time_budget the run is fitted to end within it, counted from ``started``
     (time.monotonic(); default: now) — see train/budget.py."""
     from transformers.trainer_callback import PrinterCallback
 
-    from tunelab.train import guards
+    from tunelab.train import guards, tracking
     from tunelab.train.callbacks import EventCallback, MetricsCallback
 
     trainer.remove_callback(PrinterCallback)  # progress goes to the event sink, not stdout
@@ -225,7 +230,9 @@ def fit(trainer, run_dir: RunDir, events: EventSink, resume_from: str | None = N
                      *_budget(trainer, run_dir, cfg, started, events)):
         trainer.add_callback(callback)
     start = time.perf_counter()
-    with guards.friendly_oom(), distributed.peer_guard(), signals:
+    tracked = (tracking.session(run_dir.config(), run_dir, trainer.callback_handler.callbacks)
+               if distributed.is_main() else contextlib.nullcontext())
+    with guards.friendly_oom(), distributed.peer_guard(), signals, tracked:
         result = trainer.train(resume_from_checkpoint=resume_from)
     guards.raise_if_interrupted(signals, run_dir)
     return float(result.training_loss), time.perf_counter() - start
