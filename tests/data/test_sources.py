@@ -183,3 +183,21 @@ def test_hub_dataset_offline_fails_with_one_line(tmp_path):
 def test_hub_spec_needs_org_and_name():
     with pytest.raises(ConfigError, match="expected hf:ORG/NAME"):
         parse_file("hf:a/b/c")
+
+
+def test_training_reads_a_parquet_file_through_the_column_mapping(tmp_path, tiny_model):
+    from tunelab import api
+    from tunelab.config import build_config
+    from tunelab.data.sources import digest
+
+    rows = [{"question": f"Code word {i}?", "answer": w} for i, w in enumerate(["alpha", "bravo", "charlie", "delta"])]
+    path = write_parquet(tmp_path / "codes.parquet", rows)
+    cfg = build_config(overrides={"model.name": tiny_model, "data.train": str(path), "train.max_steps": 1,
+                                  "train.batch_size": 2}, sets=["data.columns.question=instruction",
+                                                                 "data.columns.answer=output"])
+    run = api.train(cfg, out=tmp_path / "run")
+    saved = [json.loads(line) for line in (run.path / "data" / "train.jsonl").read_text().splitlines()]
+    saved += [json.loads(line) for line in (run.path / "data" / "val.jsonl").read_text().splitlines()]
+    assert sorted(r["messages"][-1]["content"] for r in saved) == ["alpha", "bravo", "charlie", "delta"]
+    card = json.loads((run.path / "data" / "data_card.json").read_text())
+    assert card["sources"]["train"] == {"path": str(path), "sha256": digest(path)}
