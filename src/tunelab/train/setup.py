@@ -1,7 +1,7 @@
 """What every training recipe shares, written once: the run directory, seeding, the base model
 with its method, the trainer's arguments, the loop with tunelab's callbacks, and the save.
 
-A recipe (train/sft.py, reward.py, dpo.py, ppo.py, rloo.py) reads top to bottom and calls
+A recipe (train/sft.py, reward.py, dpo.py, ppo.py, rloo.py, grpo.py) reads top to bottom and calls
 these in order; none of them knows which stage called it.
 """
 
@@ -176,7 +176,7 @@ def cuda() -> bool:
 
 def trainer_args(config_cls, cfg: RunConfig, run_dir: RunDir, n_train: int, has_val: bool, **extra):
     """The one list of TrainingArguments every recipe starts from; ``extra`` adds or replaces
-    the stage's own (TRL's SFTConfig, DPOConfig, RewardConfig, RLOOConfig)."""
+    the stage's own (TRL's SFTConfig, DPOConfig, RewardConfig, RLOOConfig, GRPOConfig)."""
     from tunelab.train import guards, tracking
 
     cfg = auto.settle(cfg)
@@ -283,18 +283,27 @@ def pair_rows(cfg: RunConfig, run_dir: RunDir, resume: bool) -> tuple[list[dict]
 
 
 def prompt_rows(cfg: RunConfig) -> tuple[list[list[dict]], list[list[dict]]]:
-    """Prompts for policy optimisation and held-out prompts for its win rate (at most
-    <stage>.eval_prompts, and at most a fifth of the data when taken from data.train). A
-    resumed run splits its configured files again: the same seed gives the same split."""
+    """The prompts of ``prompt_records``, as chat messages."""
+    train, val = prompt_records(cfg)
+    return [r["prompt"] for r in train], [r["prompt"] for r in val]
+
+
+def prompt_records(cfg: RunConfig, required: tuple[str, ...] = ()) -> tuple[list[dict], list[dict]]:
+    """Prompt rows ({"prompt": messages, **the row's other fields}) for policy optimisation, and
+    held-out ones for its win rate (at most <stage>.eval_prompts, and at most a fifth of the data
+    when taken from data.train); every row must carry the ``required`` fields. Any file a policy
+    answers will do: prompt-only rows, chat prompts, conversations (up to their last answer),
+    preference pairs. A resumed run splits its configured files again: the same seed gives the
+    same split."""
     from tunelab.data import dataset
     from tunelab.data.split import row_key
 
     held_out = cfg.policy().eval_prompts
-    rows = dataset.load_prompts(cfg.data.train, cfg.data.columns)
+    rows = dataset.load_prompt_rows(cfg.data.train, required)
     if cfg.data.val:
-        return rows, dataset.load_prompts(cfg.data.val, cfg.data.columns)[:held_out]
+        return rows, dataset.load_prompt_rows(cfg.data.val, required)[:held_out]
     hold = min(held_out, len(rows) // 5)
-    return split(rows, [row_key(p) for p in rows], hold / len(rows), cfg.train.seed) if hold else (rows, [])
+    return split(rows, [row_key(r["prompt"]) for r in rows], hold / len(rows), cfg.train.seed) if hold else (rows, [])
 
 
 def _saved(run_dir: RunDir, loader) -> tuple[list, list]:
