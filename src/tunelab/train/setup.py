@@ -299,9 +299,9 @@ def prompt_records(cfg: RunConfig, required: tuple[str, ...] = ()) -> tuple[list
     from tunelab.data.split import row_key
 
     held_out = cfg.policy().eval_prompts
-    rows = dataset.load_prompt_rows(cfg.data.train, required)
+    rows = dataset.load_prompt_rows(cfg.data.train, required, cfg.data.columns)
     if cfg.data.val:
-        return rows, dataset.load_prompt_rows(cfg.data.val, required)[:held_out]
+        return rows, dataset.load_prompt_rows(cfg.data.val, required, cfg.data.columns)[:held_out]
     hold = min(held_out, len(rows) // 5)
     return split(rows, [row_key(r["prompt"]) for r in rows], hold / len(rows), cfg.train.seed) if hold else (rows, [])
 
