@@ -138,6 +138,13 @@ def test_a_failed_process_is_one_line_naming_it():
     assert "\n" not in line and "rank 1" in line and "SIGKILL" in line
 
 
+def test_the_launchers_stop_line_names_the_run_to_resume():
+    line = launch.stopped_line(["train", "--data", "d.jsonl", "--out", "runs/a"], signal.SIGTERM)
+    assert line.startswith("stopped by SIGTERM;") and "tunelab train --resume runs/a --nproc-per-node" in line
+    assert "--resume runs/b " in launch.stopped_line(["train", "--resume=runs/b"], signal.SIGINT)
+    assert "--resume RUN_DIR " in launch.stopped_line(["train", "--data", "d.jsonl"], signal.SIGTERM)
+
+
 def test_a_resume_on_another_world_size_is_said(one_process, tmp_path):
     from tunelab.io import atomic_write_json
     from tunelab.rundir import RunDir

@@ -104,10 +104,23 @@ def launch(command: list[str], nproc_per_node: int, nnodes: int = 1, node_rank: 
     except ChildFailedError as exc:
         raise LaunchFailed(failure_line(exc.failures)) from None
     except SignalException as exc:
-        stopped = LaunchFailed(f"stopped by {signal.Signals(exc.sigval).name}; every process saved a checkpoint "
-                               "at its last finished step; resume with: tunelab train --resume RUN_DIR")
+        stopped = LaunchFailed(stopped_line(command, int(exc.sigval)))
         stopped.exit_code = 128 + int(exc.sigval)
         raise stopped from None
+
+
+def stopped_line(command: list[str], signum: int) -> str:
+    """The launcher's line when a signal stopped the run, naming the command that resumes it
+    (the run directory from --out or --resume when the command gave one)."""
+    run = "RUN_DIR"
+    for flag in ("--out", "--resume"):
+        for i, arg in enumerate(command):
+            if arg == flag and i + 1 < len(command):
+                run = command[i + 1]
+            elif arg.startswith(f"{flag}="):
+                run = arg.split("=", 1)[1]
+    return (f"stopped by {signal.Signals(signum).name}; every process saved its part of the checkpoint of the same "
+            f"step; resume with: tunelab train --resume {run} --nproc-per-node N (N as before)")
 
 
 def failure_line(failures: dict) -> str:
