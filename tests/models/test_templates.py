@@ -139,3 +139,15 @@ def test_broken_template_stops_training_before_anything_is_written(base_model, m
                            "--chat-template", broken, "--out", tmp_path / "run")
     assert code == 2 and err.strip().count("\n") == 0 and "broken.jinja:1: not a valid Jinja chat template" in err
     assert not (tmp_path / "run").exists()
+
+
+def test_server_warns_for_an_adapter_trained_with_another_template(chatml_run, base_model, caplog):
+    from tunelab.serve.engine import Adapter, warn_on_other_templates
+
+    adapters = {"ft": Adapter("ft", chatml_run / "adapter")}
+    with caplog.at_level(logging.WARNING):
+        warn_on_other_templates(adapters, load_tokenizer(resolve(base_model), chat_template="chatml"))
+        assert not caplog.records
+        warn_on_other_templates(adapters, load_tokenizer(resolve(base_model), chat_template="llama3"))
+    assert [r.getMessage().split(" with another one")[0] for r in caplog.records] == [
+        f"warning: {chatml_run} was trained with chat template chatml but is loaded for serve"]

@@ -129,6 +129,17 @@ def find_adapters(base: str, adapters: dict[str, str], runs_dir: str | None) -> 
     return found
 
 
+def warn_on_other_templates(adapters: dict[str, Adapter], tokenizer) -> None:
+    """The server reads every adapter with its base's chat template: one warning line for each
+    run trained with another (inference/load.py's guard)."""
+    from tunelab.inference.load import check_template
+    from tunelab.models.templates import current
+    from tunelab.rundir import open_run
+
+    for adapter in adapters.values():
+        check_template(open_run(adapter.path.parent), current(tokenizer), "serve")
+
+
 class Engine:
     def __init__(self, base: str, adapters: dict[str, Adapter], *, max_batch: int = 8, max_queue: int = 64,
                  cache_size: int = 4, default_max_tokens: int = 256, batch_wait: float = 0.01,
@@ -139,6 +150,7 @@ class Engine:
         self.base_name = base
         ref = resolve(base)
         self.tokenizer = load_tokenizer(ref)
+        warn_on_other_templates(adapters, self.tokenizer)
         self.dtype = resolve_dtype(dtype)  # a bare base model: bf16 where supported
         self.model = load_model(ref, self.dtype, device_map=device_map).eval()  # "auto": over several GPUs
         self.context = int(getattr(self.model.config, "max_position_embeddings", 2048))
