@@ -121,3 +121,23 @@ def test_tunelab_serve_shows_the_runs_dir_it_is_given(tiny_model, runs_dir, tmp_
         assert httpx.get(proc.url + "/ui", timeout=30).status_code == 200
         overview = httpx.get(proc.url + "/ui/api/overview", headers=AUTH, timeout=30).json()
         assert overview["jobs_api"] is True  # every server runs the jobs API: the new-job form is on
+
+
+def test_a_damaged_run_is_listed_with_what_it_has(server, runs_dir):
+    import shutil
+
+    broken = runs_dir / "damaged"
+    broken.mkdir()
+    try:
+        shutil.copy(runs_dir / "memo" / "config.yaml", broken / "config.yaml")
+        (broken / "run.json").write_text("{torn")
+        (broken / "eval.json").write_text("[1, 2]")
+        (broken / "metrics.jsonl").write_text('{"step": 1, "loss": 2.5}\n{"step": 2, "lo')
+        url, _ = server
+        rows = httpx.get(url + "/ui/api/runs", headers=AUTH).json()["data"]
+        row = next(r for r in rows if r["name"] == "damaged")
+        assert row["train_loss"] == 2.5 and row["evaluated"] is False
+        run = httpx.get(url + "/ui/api/runs/damaged", headers=AUTH)
+        assert run.status_code == 200 and run.json()["eval"] is None and run.json()["summary"] == {}
+    finally:
+        shutil.rmtree(broken)

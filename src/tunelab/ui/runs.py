@@ -56,12 +56,22 @@ def _config_facts(run: RunDir) -> dict:
     return {"stage": cfg.train.stage, "method": cfg.method.name, "base": cfg.model.name}
 
 
-def read_eval(run: RunDir) -> dict | None:
-    path = run.path / "eval.json"
+def _json_file(path: Path) -> dict | None:
+    """A run's JSON file, or None when it is missing or unreadable (a run written by a killed
+    process is shown with what it has, never as a server error)."""
     try:
-        return json.loads(path.read_text()) if path.is_file() else None
-    except (OSError, json.JSONDecodeError):
+        value = json.loads(path.read_text(encoding="utf-8")) if path.is_file() else None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
         return None
+    return value if isinstance(value, dict) else None
+
+
+def read_eval(run: RunDir) -> dict | None:
+    return _json_file(run.path / "eval.json")
+
+
+def read_summary(run: RunDir) -> dict:
+    return _json_file(run.summary_file) or {}
 
 
 def best_val_loss(metrics: list[dict]) -> float | None:
@@ -71,7 +81,7 @@ def best_val_loss(metrics: list[dict]) -> float | None:
 
 def row(run: RunDir, now: float | None = None) -> dict:
     """One line of the runs list."""
-    summary, metrics, ev = run.summary(), run.read_metrics(), read_eval(run)
+    summary, metrics, ev = read_summary(run), run.read_metrics(), read_eval(run)
     tuned = (ev or {}).get("tuned", {})
     now = time.time() if now is None else now
     return {"name": run.name, "status": status(run, now), **_config_facts(run),
@@ -93,20 +103,15 @@ def detail(run: RunDir) -> dict:
     the evaluation (``eval`` and ``report`` are None until `tunelab eval` has run)."""
     from tunelab.evaluate.report import build_sections
 
-    ev = read_eval(run)
-    card_file = run.data / "data_card.json"
-    try:
-        card = json.loads(card_file.read_text()) if card_file.is_file() else None
-    except (OSError, json.JSONDecodeError):
-        card = None
+    ev, card = read_eval(run), _json_file(run.data / "data_card.json")
     report = None
     if ev is not None:
         try:
             report = [{"title": t, "text": b} if isinstance(b, str) else {"title": t, "rows": b}
                       for t, b in build_sections(run, ev)]
-        except (KeyError, TypeError, ValueError):  # an eval.json from another version: show the raw numbers
+        except (KeyError, TypeError, ValueError, AttributeError):  # an eval.json of another shape: raw numbers only
             report = None
-    return {**row(run), "summary": run.summary(), "metrics_rows": run.read_metrics(), "data_card": card,
+    return {**row(run), "summary": read_summary(run), "metrics_rows": run.read_metrics(), "data_card": card,
             "eval": ev, "report": report}
 
 

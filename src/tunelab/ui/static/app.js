@@ -273,20 +273,31 @@ function stopLive() {
 async function showRun(name) {
   const run = await json(`/ui/api/runs/${encodeURIComponent(name)}`);
   $("#run-title").textContent = `Run ${run.name}`;
-  const facts = [["status", run.status], ["stage", run.stage], ["method", run.method], ["base model", run.base],
-    ["steps", run.steps], ["best validation loss", run.best_val_loss], ["final train loss", run.train_loss],
-    ["trainable", run.summary.trainable ? `${fmt(run.summary.trainable.percent, 3)} %` : null],
-    ["train seconds", run.summary.train_seconds], ["changed", age(run.age_seconds)]];
-  $("#run-facts").replaceChildren(...facts.flatMap(([k, v]) => [el("dt", { text: k }), el("dd", { text: fmt(v) })]));
   const rows = run.metrics_rows.slice();
-  const draw = () => lineChart($("#run-chart"), [
-    { name: "train loss", color: COLORS[0], points: curve(rows, "loss") },
-    { name: "validation loss", color: COLORS[1], points: curve(rows, "eval_loss") }],
-  { caption: `${rows.length} logged steps from metrics.jsonl` });
+  const draw = () => {
+    showRunFacts(run, rows);
+    lineChart($("#run-chart"), [
+      { name: "train loss", color: COLORS[0], points: curve(rows, "loss") },
+      { name: "validation loss", color: COLORS[1], points: curve(rows, "eval_loss") }],
+    { caption: `${rows.length} logged steps from metrics.jsonl` });
+  };
   draw();
   showEvaluation(run);
   showDataCard(run.data_card);
   if (run.status === "running") await followRun(run.name, rows, draw);
+}
+
+// The facts at the top; while a run trains, steps and losses follow the rows streamed in.
+function showRunFacts(run, rows) {
+  const train = curve(rows, "loss"), val = curve(rows, "eval_loss");
+  const live = run.status === "running";
+  const facts = [["status", run.status], ["stage", run.stage], ["method", run.method], ["base model", run.base],
+    ["steps", live && rows.length ? rows[rows.length - 1].step : run.steps],
+    ["best validation loss", live && val.length ? Math.min(...val.map((p) => p[1])) : run.best_val_loss],
+    ["final train loss", live && train.length ? train[train.length - 1][1] : run.train_loss],
+    ["trainable", run.summary.trainable ? `${fmt(run.summary.trainable.percent, 3)} %` : null],
+    ["train seconds", run.summary.train_seconds], ["changed", age(run.age_seconds)]];
+  $("#run-facts").replaceChildren(...facts.flatMap(([k, v]) => [el("dt", { text: k }), el("dd", { text: fmt(v) })]));
 }
 
 async function followRun(name, rows, draw) {
@@ -302,7 +313,7 @@ async function followRun(name, rows, draw) {
     if (event === "end") {
       $("#run-live").hidden = true;
       say(`Training ${body.status}.`);
-      $("#run-facts dd").textContent = body.status;
+      guarded(() => showRun(name));  // run.json is written now: the final numbers
     }
   }, control.signal);
 }
