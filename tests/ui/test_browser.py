@@ -253,3 +253,20 @@ def test_new_job_form_launches_a_job_that_trains_to_succeeded(page, shots, jobs_
     shoot(page, shots, "new-job")
     page.get_by_role("link", name="Runs").click()
     page.locator("#jobs-table", has_text="succeeded").wait_for()
+
+
+def test_keyboard_alone_reaches_a_page_and_every_control_is_labelled(page):
+    page.goto("/ui")
+    page.keyboard.type(KEY)  # the key field has the focus on load
+    page.keyboard.press("Enter")
+    page.get_by_role("link", name="memo").wait_for()
+    for _ in range(12):  # tab through the skip link and the menu to "Data"
+        page.keyboard.press("Tab")
+        if page.evaluate("document.activeElement.textContent") == "Data":
+            break
+    page.keyboard.press("Enter")
+    page.get_by_role("heading", name="Check a data file").wait_for()
+    unlabelled = page.evaluate("""() => [...document.querySelectorAll('input, select, textarea, button')]
+        .filter((c) => !(c.labels && c.labels.length) && !c.getAttribute('aria-label') && !c.textContent.trim())
+        .map((c) => c.outerHTML)""")
+    assert unlabelled == []
