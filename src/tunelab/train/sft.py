@@ -129,8 +129,10 @@ def report(summary: dict) -> list[str]:
         lines.append(f"Chosen automatically: {summary['auto'].removeprefix('auto: ')}.")
     fit = summary.get("time_budget")
     if fit:
+        timed = (f"{fit['step_seconds']} s a step measured" if "step_seconds" in fit
+                 else "stopped before the first steps could be timed")
         lines.append(f"Time budget {fit['seconds']:g} s: {summary['steps']} steps run of {fit['planned_steps']} "
-                     f"planned ({fit.get('step_seconds', '?')} s a step measured).")
+                     f"planned ({timed}).")
     if summary.get("blend"):
         b = summary["blend"]
         lines.append(f"Blended {b['rows']} general rows from `{b['source']}` into training (share {b['share']}).")
