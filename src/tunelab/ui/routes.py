@@ -42,7 +42,7 @@ def router(runs_dir: Path, engine, store, jobs_api) -> APIRouter:
         return await run_in_threadpool(lambda: runs_view.detail(_run(runs_dir, name)))
 
     @api.get("/runs/{name}/metrics")
-    async def stream_metrics(name: str, request: Request, after: int = Query(0, ge=0)):
+    async def stream_metrics(name: str, after: int = Query(0, ge=0)):
         """Server-sent events: each new batch of metrics.jsonl rows as ``data: {rows, status}``,
         then ``event: end`` once the run has stopped and every row has been sent."""
         run = _run(runs_dir, name)
