@@ -24,6 +24,11 @@ class ServerError(TunelabError):
     """The server refused the request (exit 2) or could not be reached (exit 1)."""
 
 
+def _line(text: str) -> None:
+    """One line as it is: ids and model names are never wrapped or styled."""
+    console.print(text, soft_wrap=True, markup=False, highlight=False)
+
+
 def _call(url: str | None, method: str, path: str, **kwargs) -> dict:
     """One API call; the server's error message (and its param) as a one-line error."""
     import httpx
@@ -87,7 +92,7 @@ def submit_cmd(
         body["validation_file"] = _upload(url, validation)
     body.update({k: v for k, v in {"suffix": suffix, "seed": seed}.items() if v is not None})
     job = _call(url, "POST", "/fine_tuning/jobs", json=body)
-    console.print(f"{job['id']}: {job['status']} (training file {job['training_file']})")
+    _line(f"{job['id']}: {job['status']} (training file {job['training_file']})")
     if wait:
         _wait(url, job["id"])
 
@@ -103,12 +108,12 @@ def _wait(url: str | None, job_id: str) -> None:
 
 
 def _show(job: dict) -> None:
-    console.print(f"{job['id']}  {job['status']}  model {job['model']}")
+    _line(f"{job['id']}  {job['status']}  model {job['model']}")
     for key in ("fine_tuned_model", "trained_tokens", "result_files"):
         if job.get(key):
-            console.print(f"  {key}: {job[key]}")
+            _line(f"  {key}: {job[key]}")
     if job.get("error"):
-        console.print(f"  error: {job['error']['message']}")
+        _line(f"  error: {job['error']['message']}")
 
 
 @jobs_app.command("list")
@@ -120,9 +125,9 @@ def list_cmd(limit: int = typer.Option(20, "--limit", min=1, max=100), after: st
         print_json(page)
         return
     for job in page["data"]:
-        console.print(f"{job['id']}  {job['status']:<16} {job['method']['type']:<10} {job['fine_tuned_model'] or '-'}")
+        _line(f"{job['id']}  {job['status']:<16} {job['method']['type']:<10} {job['fine_tuned_model'] or '-'}")
     if page["has_more"]:
-        console.print(f"(more: --after {page['last_id']})")
+        _line(f"(more: --after {page['last_id']})")
 
 
 @jobs_app.command("show")
@@ -143,14 +148,14 @@ def events_cmd(job_id: str, limit: int = typer.Option(20, "--limit", min=1, max=
     page = _call(url, "GET", f"/fine_tuning/jobs/{job_id}/events", params={"limit": limit})
     for event in reversed(page["data"]):
         stamp = time.strftime("%H:%M:%S", time.localtime(event["created_at"]))
-        console.print(f"{stamp}  {event['level']:<5} {event['message']}", markup=False)
+        _line(f"{stamp}  {event['level']:<5} {event['message']}")
 
 
 @jobs_app.command("cancel")
 def cancel_cmd(job_id: str, url: str = typer.Option(None, "--url", help=URL_HELP)) -> None:
     """Cancel a job that has not finished (a running one stops at its next step)."""
     job = _call(url, "POST", f"/fine_tuning/jobs/{job_id}/cancel")
-    console.print(f"{job['id']}: {job['status']}")
+    _line(f"{job['id']}: {job['status']}")
 
 
 @app.command("worker")
@@ -166,6 +171,6 @@ def worker_cmd(
     from tunelab.jobs.worker import run_worker
 
     store = open_store(db)
-    console.print(f"worker on {store.path}")
+    _line(f"worker on {store.path}")
     done = run_worker(store, lease_s=lease, poll_s=poll, max_attempts=max_attempts)
-    console.print(f"worker stopped after {done} job{'s' if done != 1 else ''}")
+    _line(f"worker stopped after {done} job{'s' if done != 1 else ''}")
