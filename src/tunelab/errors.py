@@ -40,3 +40,18 @@ class RunError(TunelabError):
 def one_of(kind: str, name: str, valid: list[str] | tuple[str, ...]) -> str:
     """'unknown method 'x' (valid: a, b, c)' — the message every registry uses."""
     return f"unknown {kind} '{name}' (valid: {', '.join(sorted(valid))})"
+
+
+class MissingExtra(TunelabError):
+    """An optional part of tunelab is used without the packages of its extra."""
+
+
+def require_extra(extra: str, feature: str, *modules: str) -> None:
+    """Raise MissingExtra naming the pip command when any of ``modules`` is not installed, so
+    `pip install tunelab` without the extra fails in one line instead of an ImportError."""
+    from importlib.util import find_spec
+
+    missing = [m for m in modules if find_spec(m) is None]
+    if missing:
+        raise MissingExtra(f"{feature} needs {', '.join(missing)}, which is not installed",
+                           hint=f"pip install 'tunelab[{extra}]'")

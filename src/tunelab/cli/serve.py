@@ -63,6 +63,9 @@ def serve_cmd(
 ) -> None:
     """Serve the base model and its adapters with an OpenAI-compatible API."""
     from tunelab import api
+    from tunelab.errors import require_extra
+
+    require_extra("serve", "tunelab serve", "fastapi", "uvicorn", "prometheus_client", "multipart")
 
     pairs = _pairs(adapters, "--adapter", "NAME=RUN_DIR")
     limits = Limits(max_body_bytes=max_body_bytes, max_prompt_chars=max_prompt_chars, max_concurrent=max_concurrent,

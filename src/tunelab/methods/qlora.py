@@ -30,7 +30,7 @@ def check_available() -> None:
     except Exception as exc:  # any failure here means 4-bit cannot run on this machine
         raise ConfigError(
             f"qlora needs bitsandbytes 4-bit support, which is not usable here ({type(exc).__name__}: {exc})",
-            hint="use --method lora, or install a bitsandbytes build for this platform",
+            hint="use --method lora, or pip install 'tunelab[qlora]' (a bitsandbytes build for this platform)",
         ) from None
 
 

@@ -21,7 +21,7 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from tunelab.errors import ConfigError, DataError, one_of
+from tunelab.errors import ConfigError, DataError, one_of, require_extra
 from tunelab.events import EventSink, no_events
 from tunelab.rag.chunking import Chunk, check_settings, chunk_text
 from tunelab.rag.documents import read_documents
@@ -170,6 +170,7 @@ def save_array(path: Path, array) -> None:
 def bm25_tokens(texts: list[str]) -> list[list[str]]:
     """Lower-cased words, English stop words dropped, Snowball-stemmed: the same for chunks
     and queries."""
+    require_extra("rag", "BM25 retrieval", "bm25s", "Stemmer")
     import bm25s
     import Stemmer
 
@@ -178,6 +179,7 @@ def bm25_tokens(texts: list[str]) -> list[list[str]]:
 
 
 def write_bm25(folder: Path, texts: list[str]) -> None:
+    require_extra("rag", "BM25 retrieval", "bm25s", "Stemmer")
     import bm25s
 
     retriever = bm25s.BM25()
@@ -188,6 +190,7 @@ def write_bm25(folder: Path, texts: list[str]) -> None:
 def load_index(path: str | Path) -> Index:
     """The index in folder ``path``; a folder that is not a complete index of this version is
     an error that says to rebuild it."""
+    require_extra("rag", "BM25 retrieval", "bm25s")
     import bm25s
     import numpy as np
 
