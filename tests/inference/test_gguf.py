@@ -168,16 +168,21 @@ def _memo(folder: Path) -> Path:
 
 
 @pytest.mark.slow
-def test_bundled_smollm2_gguf_answers_as_the_merged_model(tmp_path):
-    """The real model: the same greedy answers, word for word, in f16 and q8_0."""
+@pytest.mark.parametrize("quant", ["f16", "q8_0"])
+def test_bundled_smollm2_gguf_answers_as_the_merged_model(tmp_path, quant):
+    """The real model: f16 gives the same greedy answers token for token; q8_0's 8-bit rounding
+    can flip a near-tie some tokens into an answer (seen after 10 identical tokens), so there
+    every choice that is not a tie within the logit difference must be the same."""
     from tunelab.inference.export import export_run
     from tunelab.models.catalog import DEFAULT_MODEL
     from tunelab.rundir import open_run
 
     run = write_lora_run(tmp_path / "smol-lora", DEFAULT_MODEL)
     reference, ref_tok = merged_reference(run, tmp_path / "merged")
-    for quant in ("f16", "q8_0"):
-        result = export_run(open_run(run), tmp_path / quant, fmt="gguf", quant=quant)
-        found = compare(reference, ref_tok, *load_gguf(tmp_path / quant, result["gguf"]), new_tokens=16)
-        assert found["worst"] <= TOLERANCE[quant], (quant, found)
-        assert found["theirs"] == found["ours"], quant
+    result = export_run(open_run(run), tmp_path / quant, fmt="gguf", quant=quant)
+    found = compare(reference, ref_tok, *load_gguf(tmp_path / quant, result["gguf"]), new_tokens=16)
+    assert found["worst"] <= TOLERANCE[quant], found
+    if quant == "f16":
+        assert found["theirs"] == found["ours"]
+    # 8-bit rounding leaves fewer choices clear of ties in a 49k vocabulary (23 of 51 seen for q8_0)
+    assert found["disagree"] == 0 and found["decisive"] >= len(QUESTIONS) * 17 // 3, found
