@@ -141,3 +141,10 @@ def test_a_damaged_run_is_listed_with_what_it_has(server, runs_dir):
         assert run.status_code == 200 and run.json()["eval"] is None and run.json()["summary"] == {}
     finally:
         shutil.rmtree(broken)
+
+
+def test_a_bad_query_value_names_its_param_without_the_query_prefix(server):
+    url, _ = server
+    response = httpx.get(url + "/ui/api/runs/memo/metrics?after=soon", headers=AUTH)
+    assert response.status_code == 400
+    assert response.json()["error"]["param"] == "after"

@@ -385,7 +385,8 @@ def _validation_error(errors: list[dict]) -> ApiError:
     # error; the member the client meant is the one whose error goes deepest, or else is not
     # a plain type mismatch
     err = max(errors, key=lambda e: (len(e.get("loc", ())), not str(e.get("type", "")).endswith("_type")))
-    loc = [p for p in err.get("loc", ()) if p != "body" and not _union_member(p)]
+    # the location's first part says where the value came from (body, query, path): not part of the param
+    loc = [p for p in err.get("loc", ()) if p not in ("body", "query", "path") and not _union_member(p)]
     param = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in loc).lstrip(".") or None
     kind = err.get("type", "")
     code = {"json_invalid": "invalid_json", "missing": "missing_required_parameter",
