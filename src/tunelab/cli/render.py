@@ -56,7 +56,7 @@ class ProgressView:
             self.eval_tasks[event["side"]] = self.progress.add_task(
                 f"generate ({event['side']})", total=event["total"], info="")
         elif kind == "note":
-            self.progress.console.print(f"[dim]{event['text']}[/dim]")
+            self.progress.console.print(f"[dim]{event['text']}[/dim]", soft_wrap=True)  # a note is one line
         elif kind == "generated":
             self.progress.advance(self.eval_tasks[event["side"]], event["n"])
 

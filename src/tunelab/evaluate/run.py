@@ -27,6 +27,7 @@ from tunelab.events import EventSink, no_events
 from tunelab.inference.generate import generate, generate_and_score, is_prompt_learning
 from tunelab.inference.load import resolve_dtype
 from tunelab.rundir import open_run
+from tunelab.train import tracking
 
 QA_MAX_NEW_TOKENS = 24  # a general-knowledge answer is a few words
 
@@ -83,6 +84,7 @@ def evaluate_run(target: str | Path, data: str | Path, *, limit: int | None = No
                                  seed=cfg.train.seed, events=events)
     result["seconds"] = round(time.perf_counter() - start, 1)
     report.write(run, result)
+    tracking.log_eval(run.path, result)  # into the trackers the run trained with, if any
     return result
 
 
