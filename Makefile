@@ -1,6 +1,7 @@
 # Two entry points: `make demo` and `make test`. Both build .venv from scratch when needed.
 # torch is installed first and pinned, so pip never pulls a multi-GB CUDA build on a CPU machine.
-# GPU users: make demo TORCH_SPEC="torch==2.13.0 --index-url https://download.pytorch.org/whl/cu124"
+# GPU users pass the CUDA build of torch 2.13 for their CUDA version (untested here: no GPU), e.g.
+# make demo TORCH_SPEC="torch==2.13.0 --index-url https://download.pytorch.org/whl/<cuda tag>"
 PYTHON ?= python3
 VENV ?= .venv
 TORCH_SPEC ?= torch==2.13.0
