@@ -61,6 +61,12 @@ def test_serve_skips_reward_runs(tiny_model, reward_run):
         find_adapters(tiny_model, {"rm": str(reward_run)}, None)
 
 
+def test_pairs_all_longer_than_max_length_are_one_line(capsys, tmp_path, tiny_model, pairs):
+    code, _, err = run_cli(capsys, "train", "--stage", "reward", "--model", tiny_model, "--data", pairs,
+                           "--max-steps", "1", "--out", tmp_path / "rm", "--set", "data.max_length=16", *FAST)
+    assert code == 2 and "pair is longer than data.max_length=16" in err and "Traceback" not in err
+
+
 def test_reward_needs_a_reward_run(capsys, tmp_path, tiny_model, memo_file):
     code, _, err = run_cli(capsys, "reward", tmp_path, "--prompt", "q", "--response", "a")
     assert code == 2 and "not a run directory" in err and "Traceback" not in err

@@ -45,6 +45,7 @@ def run(cfg: RunConfig, run_dir: RunDir, events: EventSink = no_events, resume: 
     trainer = RewardTrainer(model=model, processing_class=tokenizer, args=args,
                             train_dataset=setup.conversational_pairs(train),
                             eval_dataset=setup.conversational_pairs(val) if val else None)
+    _check_pairs_fit(trainer, cfg)
     loss, seconds = setup.fit(trainer, run_dir, events, resume_from=checkpoint)
     final = trainer.evaluate() if val else {}
     # the trainer's eval_accuracy averages per-batch accuracies; this counts every pair once
@@ -122,3 +123,12 @@ class RewardScorer:
         chosen = self.score(prompts, [p["chosen"] for p in pairs])
         rejected = self.score(prompts, [p["rejected"] for p in pairs])
         return sum(1.0 if c > r else 0.5 if c == r else 0.0 for c, r in zip(chosen, rejected)) / max(len(pairs), 1)
+
+
+def _check_pairs_fit(trainer, cfg: RunConfig) -> None:
+    """The trainer drops pairs longer than data.max_length; with none left in a split, training
+    (or choosing the best checkpoint by validation loss) has nothing to work on."""
+    for split, data in (("training", trainer.train_dataset), ("validation", trainer.eval_dataset)):
+        if data is not None and len(data) == 0:
+            raise ConfigError(f"every {split} pair is longer than data.max_length={cfg.data.max_length} tokens",
+                              hint="raise data.max_length (--set data.max_length=...) or shorten the pairs")
