@@ -12,7 +12,7 @@ import pytest
 
 from tests.conftest import MEMO_ROWS, build_tiny_model, write_jsonl
 from tests.helpers import run_cli
-from tunelab.errors import ConfigError
+from tunelab.errors import ConfigError, ModelError
 from tunelab.models import templates
 from tunelab.models.load import load_tokenizer, resolve
 
@@ -151,3 +151,13 @@ def test_server_warns_for_an_adapter_trained_with_another_template(chatml_run, b
         warn_on_other_templates(adapters, load_tokenizer(resolve(base_model), chat_template="llama3"))
     assert [r.getMessage().split(" with another one")[0] for r in caplog.records] == [
         f"warning: {chatml_run} was trained with chat template chatml but is loaded for serve"]
+
+
+def test_a_base_model_without_a_template_is_served_with_its_adapters_template(chatml_run, base_model):
+    from tunelab.models.templates import current
+    from tunelab.serve.engine import Adapter, serving_tokenizer
+
+    tok = serving_tokenizer(resolve(base_model), {"ft": Adapter("ft", chatml_run / "adapter")})
+    assert current(tok) == load_tokenizer(resolve(base_model), chat_template="chatml").chat_template
+    with pytest.raises(ModelError):
+        serving_tokenizer(resolve(base_model), {})

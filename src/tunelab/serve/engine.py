@@ -140,16 +140,32 @@ def warn_on_other_templates(adapters: dict[str, Adapter], tokenizer) -> None:
         check_template(open_run(adapter.path.parent), current(tokenizer), "serve")
 
 
+def serving_tokenizer(ref, adapters: dict[str, Adapter]):
+    """The base's tokenizer. A base model without a chat template takes the one its first adapter
+    saved (the template it was trained with), so runs fine-tuned from a base model are servable."""
+    from tunelab.errors import ModelError
+    from tunelab.inference.load import saved_template
+    from tunelab.models.load import ModelRef, load_tokenizer
+
+    try:
+        return load_tokenizer(ref)
+    except ModelError:
+        trained = next((a.path for a in adapters.values() if saved_template(a.path) is not None), None)
+        if trained is None:
+            raise
+        return load_tokenizer(ModelRef(ref.name, str(trained), ref.params_b, True))
+
+
 class Engine:
     def __init__(self, base: str, adapters: dict[str, Adapter], *, max_batch: int = 8, max_queue: int = 64,
                  cache_size: int = 4, default_max_tokens: int = 256, batch_wait: float = 0.01,
                  dtype: str = "auto", device_map: str | None = None) -> None:
         from tunelab.inference.load import resolve_dtype
-        from tunelab.models.load import load_model, load_tokenizer, resolve
+        from tunelab.models.load import load_model, resolve
 
         self.base_name = base
         ref = resolve(base)
-        self.tokenizer = load_tokenizer(ref)
+        self.tokenizer = serving_tokenizer(ref, adapters)
         warn_on_other_templates(adapters, self.tokenizer)
         self.dtype = resolve_dtype(dtype)  # a bare base model: bf16 where supported
         self.model = load_model(ref, self.dtype, device_map=device_map).eval()  # "auto": over several GPUs
