@@ -46,11 +46,11 @@ def prepare_data(path: str | Path, out: str | Path, *, val: float = 0.1, test: f
 
 
 def estimate(data: str | Path, *, model: str = catalog.DEFAULT_MODEL, method: str = "lora",
-             epochs: float = 3.0) -> dict:
+             epochs: float = 3.0, chat_template: str | None = None) -> dict:
     """Training tokens, API price and self-hosted FLOPs/time/memory for fine-tuning on ``data``."""
     from tunelab.cost import estimate_file
 
-    return estimate_file(data, model=model, method=method, epochs=epochs)
+    return estimate_file(data, model=model, method=method, epochs=epochs, chat_template=chat_template)
 
 
 # ---------------------------------------------------------------- train

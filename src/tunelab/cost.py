@@ -112,8 +112,10 @@ def estimate(tokens_per_epoch: int, epochs: float, params: float, method: str, g
     }
 
 
-def estimate_file(data, *, model: str, method: str = "lora", epochs: float = 3.0, gpu_memory: str | None = None) -> dict:
-    """Training tokens, API price and self-hosted FLOPs/time/memory for fine-tuning on ``data``."""
+def estimate_file(data, *, model: str, method: str = "lora", epochs: float = 3.0, gpu_memory: str | None = None,
+                  chat_template: str | None = None) -> dict:
+    """Training tokens, API price and self-hosted FLOPs/time/memory for fine-tuning on ``data``
+    (rendered with ``chat_template`` when given: a base model has none of its own)."""
     from tunelab import methods
     from tunelab.data import dataset
     from tunelab.data.tokens import count_tokens
@@ -125,6 +127,6 @@ def estimate_file(data, *, model: str, method: str = "lora", epochs: float = 3.0
         raise ConfigError(f"--epochs must be positive, got {epochs}")
     conversations = dataset.load_conversations(data)
     ref = resolve(model)
-    tokens = sum(count_tokens(load_tokenizer(ref), conversations))
+    tokens = sum(count_tokens(load_tokenizer(ref, chat_template=chat_template), conversations))
     return {"data": str(data), "rows": len(conversations), "model": ref.name,
             **estimate(tokens, epochs, model_params(ref), method, parse_bytes(gpu_memory) if gpu_memory else None)}

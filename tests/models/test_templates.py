@@ -161,3 +161,11 @@ def test_a_base_model_without_a_template_is_served_with_its_adapters_template(ch
     assert current(tok) == load_tokenizer(resolve(base_model), chat_template="chatml").chat_template
     with pytest.raises(ModelError):
         serving_tokenizer(resolve(base_model), {})
+
+
+def test_estimate_counts_a_base_models_tokens_with_the_template_given(base_model, memo_file, capsys):
+    code, out, _ = run_cli(capsys, "estimate", "--model", base_model, "--data", memo_file,
+                           "--chat-template", "chatml", "--json")
+    assert code == 0 and json.loads(out)["tokens_per_epoch"] > 0
+    code, _, err = run_cli(capsys, "estimate", "--model", base_model, "--data", memo_file)
+    assert code == 2 and "no chat template" in err

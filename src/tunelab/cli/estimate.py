@@ -10,6 +10,7 @@ from rich.table import Table
 from tunelab import api, cost
 from tunelab.cli.app import app
 from tunelab.cli.render import console, print_json
+from tunelab.config import describe
 from tunelab.methods import METHODS
 from tunelab.models.catalog import DEFAULT_MODEL
 
@@ -22,10 +23,11 @@ def estimate_cmd(
     epochs: float = typer.Option(3.0, "--epochs", help="passes over the data"),
     gpu_memory: str = typer.Option(None, "--gpu-memory", help="memory of one GPU (e.g. 80GB, 24GiB): adds how many "
                                    "such GPUs each method needs (DDP: a copy per GPU; FSDP/ZeRO-3: sharded)"),
+    chat_template: str = typer.Option(None, "--chat-template", help=describe("data.chat_template")),
     as_json: bool = typer.Option(False, "--json", help="print JSON"),
 ) -> None:
     """Estimate training tokens, the API fine-tuning price and self-hosted FLOPs, time and memory."""
-    r = api.estimate(data, model=model, method=method, epochs=epochs)
+    r = api.estimate(data, model=model, method=method, epochs=epochs, chat_template=chat_template)
     if gpu_memory:
         gpu_bytes = cost.parse_bytes(gpu_memory)
         for name, s in r["self_hosted"].items():
