@@ -93,3 +93,15 @@ def test_supervised_training_refuses_prompts_without_answers(tmp_path):
     path = write_jsonl(tmp_path / "p.jsonl", [PROMPT])
     with pytest.raises(DataError, match="prompts without answers.*--stage grpo, rloo or ppo"):
         dataset.load_conversations(path)
+
+
+def test_data_prepare_splits_a_prompt_file_keeping_each_prompts_fields(tmp_path):
+    from tunelab.data.prepare import Options, prepare
+
+    rows = [{"prompt": f"What is {i} + {i}?", "answer": str(2 * i)} for i in range(20)]
+    result = prepare(write_jsonl(tmp_path / "sums.jsonl", rows), tmp_path / "out", Options(val=0.2, test=0.0))
+    assert result["format"] == "chat" and [result["splits"][k]["rows"] for k in ("train", "val", "test")] == [16, 4, 0]
+    written = [json.loads(line) for line in (tmp_path / "out" / "train.jsonl").read_text().splitlines()]
+    assert all(r["messages"][-1]["role"] == "user" and r["answer"] == str(2 * int(r["messages"][-1]["content"].split()[2]))
+               for r in written)
+    assert parse_file(tmp_path / "out" / "train.jsonl").format == "chat_prompt"

@@ -68,8 +68,8 @@ def _texts(record: dict) -> list[str]:
 
 
 def _map_texts(record: dict, fn) -> dict:
-    if "messages" in record:
-        return {"messages": [dict(m, content=fn(m["content"])) for m in record["messages"]]}
+    if "messages" in record:  # other fields (a prompt row's reference answer) ride along untouched
+        return {**record, "messages": [dict(m, content=fn(m["content"])) for m in record["messages"]]}
     return {"prompt": [dict(m, content=fn(m["content"])) for m in record["prompt"]],
             "chosen": fn(record["chosen"]), "rejected": fn(record["rejected"])}
 
@@ -110,8 +110,10 @@ def prepare(path: str | Path, out: str | Path, opts: Options, *, force: bool = F
     if opts.val < 0 or opts.test < 0 or opts.val + opts.test >= 1:
         raise ConfigError("--val and --test must be ≥ 0 and leave rows for train (val + test < 1)")
     parsed = parse_file(path, opts.columns)
-    if opts.to and parsed.is_preference:
-        raise ConfigError("--to applies to chat/instruction/completion data, not preference pairs")
+    if opts.to and (parsed.is_preference or parsed.is_prompt_only):
+        raise ConfigError("--to applies to chat/instruction/completion data, not preference pairs or prompts")
+    if opts.blend and parsed.is_prompt_only:
+        raise ConfigError("--blend mixes answered rows into training data; a prompt-only file has no answers")
     card = Card(source={"path": str(path), "sha256": digest(path), "format": parsed.format,
                         "unit": UNITS[kind_of(path)]})
 
@@ -123,7 +125,9 @@ def prepare(path: str | Path, out: str | Path, opts: Options, *, force: bool = F
         rows = _drop_groups(rows, dedup.near_groups(texts, opts.near), "dedup_near",
                             f"near-duplicate (≥{opts.near:.0%}) of line", card)
 
-    fmt = opts.to or ("chat" if parsed.is_preference or parsed.format is None else parsed.format)
+    # pairs and prompts are written as they are (a prompt as a chat ending on its user turn)
+    fmt = opts.to or ("chat" if parsed.is_preference or parsed.is_prompt_only or parsed.format is None
+                      else parsed.format)
     converted = []
     for r in rows:
         rec = convert(r.record, fmt)
@@ -173,7 +177,12 @@ def _clean(parsed, opts: Options, card: Card) -> list[Row]:
         if f.kind != "blank_line":
             bad.setdefault(f.line, f"{f.kind}: {f.message}")
     card.dropped += [{"line": ln, "step": "validate", "reason": r} for ln, r in sorted(bad.items())]
-    records = parsed.pairs if parsed.is_preference else [{"messages": m} for m in parsed.messages]
+    if parsed.is_preference:
+        records = parsed.pairs
+    elif parsed.is_prompt_only:  # keep each prompt's other fields: rewards compare against them
+        records = [{"messages": m, **extra} for m, extra in zip(parsed.messages, parsed.fields)]
+    else:
+        records = [{"messages": m} for m in parsed.messages]
     rows = [Row(ln, rec) for ln, rec in zip(parsed.lines, records)]
     card.steps.append({"step": "validate", "rows_in": len(rows) + len(bad), "dropped": len(bad), "rows_out": len(rows)})
 

@@ -17,7 +17,7 @@ def split_indices(keys: list[str], fractions: list[float], seed: int) -> list[li
     """Split row indices into len(fractions)+1 groups (the first takes the remainder).
 
     Rows sharing a key move together, so duplicates never straddle two splits. Each split
-    after the first gets at least one group when there are enough groups.
+    after the first with a fraction above 0 gets at least one group when there are enough groups.
     """
     groups: dict[str, list[int]] = {}
     for i, k in enumerate(keys):
@@ -25,7 +25,7 @@ def split_indices(keys: list[str], fractions: list[float], seed: int) -> list[li
     order = sorted(groups)  # deterministic before shuffling
     random.Random(seed).shuffle(order)
     n = len(keys)
-    sizes = [max(1, round(f * n)) if len(order) > len(fractions) else 0 for f in fractions]
+    sizes = [max(1, round(f * n)) if f > 0 and len(order) > len(fractions) else 0 for f in fractions]
     out: list[list[int]] = [[] for _ in range(len(fractions) + 1)]
     target = 1
     for k in order:
