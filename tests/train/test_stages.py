@@ -167,6 +167,20 @@ stages:
     assert code == 2 and "not empty" in err
 
 
+def test_rlhf_pipeline_can_end_with_grpo_linked_to_the_sft_and_reward_runs(tmp_path, tiny_model, pairs):
+    from tunelab.train import rlhf
+
+    config = {"model": {"name": tiny_model}, "grpo": {"rewards": [{"kind": "length", "max": 40}]},
+              "stages": {"sft": str(pairs), "reward": str(pairs), "grpo": str(pairs)}}
+    typed, source = rlhf.load(config)
+    cfgs = rlhf.stage_configs(typed, source, tmp_path / "out")
+    rlhf.check(cfgs, source)
+    grpo = cfgs["grpo"]
+    assert grpo.train.stage == "grpo" and grpo.policy() is grpo.grpo
+    assert (grpo.grpo.reward_model, grpo.grpo.init) == (str(tmp_path / "out" / "reward"), str(tmp_path / "out" / "sft"))
+    assert grpo.grpo.rewards[0].kind == "length"
+
+
 def test_rloo_through_trl_against_the_reward_run(capsys, tmp_path, tiny_model, pairs, reward_run):
     out = tmp_path / "rloo"
     code, stdout, err = run_cli(

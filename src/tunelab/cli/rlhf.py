@@ -72,7 +72,7 @@ def _score_file(run: Path, data: Path, out: Path | None, as_json: bool) -> None:
 @app.command("rlhf")
 def rlhf_cmd(
     config: Path = typer.Argument(..., help="YAML config: shared sections (model, method, train, rl) and "
-                                            "stages: {sft: {data: ...}, reward: {...}, ppo|rloo: {...}}"),
+                                            "stages: {sft: {data: ...}, reward: {...}, ppo|rloo|grpo: {...}}"),
     out: Path = typer.Option(Path("runs/rlhf"), "--out", help="folder for the three run directories"),
 ) -> None:
     """SFT -> reward model -> PPO (or RLOO) with one config; each stage in its own run directory."""

@@ -31,7 +31,7 @@ from tunelab.rundir import RunDir
 from tunelab.typed import Section
 
 Overrides = dict[str, Any]
-PIPELINES = (["sft", "reward", "ppo"], ["sft", "reward", "rloo"])
+PIPELINES = (["sft", "reward", "ppo"], ["sft", "reward", "rloo"], ["sft", "reward", "grpo"])
 
 
 class StageOverrides(Section):
@@ -45,6 +45,7 @@ class StageOverrides(Section):
     dpo: Overrides = Field(default_factory=dict, description="dpo section overrides")
     ppo: Overrides = Field(default_factory=dict, description="ppo section overrides")
     rloo: Overrides = Field(default_factory=dict, description="rloo section overrides")
+    grpo: Overrides = Field(default_factory=dict, description="grpo section overrides")
 
 
 class RlhfConfig(Section):
@@ -58,14 +59,15 @@ class RlhfConfig(Section):
     dpo: Overrides = Field(default_factory=dict, description="shared dpo section")
     ppo: Overrides = Field(default_factory=dict, description="shared ppo section")
     rloo: Overrides = Field(default_factory=dict, description="shared rloo section")
+    grpo: Overrides = Field(default_factory=dict, description="shared grpo section")
     stages: dict[str, StageOverrides | str] = Field(
-        ..., description="sft, reward and ppo (or rloo), in that order; each at least {data: FILE}")
+        ..., description="sft, reward and ppo (or rloo, or grpo), in that order; each at least {data: FILE}")
 
     @field_validator("stages")
     @classmethod
     def _three_stages(cls, value: dict) -> dict:
         if list(value) not in PIPELINES:
-            raise ValueError("needs sft, reward and ppo (or rloo), in that order, each at least {data: FILE}")
+            raise ValueError("needs sft, reward and ppo (or rloo, or grpo), in that order, each at least {data: FILE}")
         return value
 
     @property
