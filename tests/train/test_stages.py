@@ -181,6 +181,22 @@ def test_rlhf_pipeline_can_end_with_grpo_linked_to_the_sft_and_reward_runs(tmp_p
     assert grpo.grpo.rewards[0].kind == "length"
 
 
+def test_a_policy_started_from_an_sft_run_saves_only_its_own_adapter(capsys, tmp_path, tiny_model, pairs, reward_run,
+                                                                     memo_file):
+    sft = tmp_path / "sft"
+    code, _, err = run_cli(capsys, "train", "--model", tiny_model, "--data", memo_file, "--max-steps", "1",
+                           "--out", sft, *FAST)
+    assert code == 0, err
+    out = tmp_path / "rloo"
+    code, _, err = run_cli(
+        capsys, "train", "--stage", "rloo", "--model", tiny_model, "--data", pairs, "--reward-model", reward_run,
+        "--init", sft, "--max-steps", "1", "--out", out, *FAST, "--set", "rloo.rollout_batch=4",
+        "--set", "rloo.num_generations=2", "--set", "rloo.max_new_tokens=4", "--set", "rloo.eval_prompts=2")
+    assert code == 0, err
+    assert (out / "adapter" / "adapter_config.json").is_file()
+    assert [p.name for p in (out / "adapter").iterdir() if p.is_dir()] == []  # no copy of the starting adapter
+
+
 def test_rloo_through_trl_against_the_reward_run(capsys, tmp_path, tiny_model, pairs, reward_run):
     out = tmp_path / "rloo"
     code, stdout, err = run_cli(

@@ -74,9 +74,11 @@ def starting_point(cfg: RunConfig, model) -> str | None:
 
 
 def drop_reference(model) -> None:
-    """The frozen starting point is not part of the result."""
-    if "reference" in getattr(model, "peft_config", {}):
-        model.delete_adapter("reference")
+    """The frozen starting point is not part of the result: ours ("reference"), and the copy TRL's
+    RLOO/GRPO trainers add as "ref" when the policy starts from a trained adapter (--init)."""
+    for name in ("reference", "ref"):
+        if name in getattr(model, "peft_config", {}):
+            model.delete_adapter(name)
 
 
 def win_rate(model, tok, prompts: list[list[dict]], scorer, cfg: RunConfig, reference: str | None) -> dict:
