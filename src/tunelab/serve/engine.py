@@ -137,7 +137,11 @@ def warn_on_other_templates(adapters: dict[str, Adapter], tokenizer) -> None:
     from tunelab.rundir import open_run
 
     for adapter in adapters.values():
-        check_template(open_run(adapter.path.parent), current(tokenizer), "serve")
+        try:
+            run = open_run(adapter.path.parent)
+        except RunError:
+            continue  # an adapter folder outside a run: nothing records its template
+        check_template(run, current(tokenizer), "serve")
 
 
 def serving_tokenizer(ref, adapters: dict[str, Adapter]):
