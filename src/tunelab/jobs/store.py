@@ -119,7 +119,7 @@ class JobStore(abc.ABC):
     @abc.abstractmethod
     def renew(self, job_id: str, worker: str, lease_s: float) -> str | None: ...
     @abc.abstractmethod
-    def finish(self, job_id: str, worker: str, status: str, **fields) -> bool: ...
+    def finish(self, job_id: str, worker: str, status: str, events: tuple = (), **fields) -> bool: ...
     @abc.abstractmethod
     def release(self, job_id: str, worker: str) -> bool: ...
 
@@ -272,16 +272,23 @@ class SqliteJobStore(JobStore):
             return None
         return row["status"]
 
-    def finish(self, job_id: str, worker: str, status: str, **fields) -> bool:
-        """Record the end of a running job held by ``worker`` (a cancelled job stays cancelled)."""
+    def finish(self, job_id: str, worker: str, status: str, events: tuple = (), **fields) -> bool:
+        """Record the end of a running job held by ``worker`` (a cancelled job stays cancelled),
+        with its closing ``events`` ((message, level) pairs) in the same transaction: whoever sees
+        the final status also sees them."""
         values = {"status": status, "finished_at": int(time.time()), **fields}
         for key in ("error", "result_files"):
             if key in values:
                 values[key] = json.dumps(values[key])
         sets = ", ".join(f"{k}=:{k}" for k in values)
         with self._tx() as db:
-            return db.execute(f"UPDATE jobs SET {sets}, lease_until=NULL WHERE id=:job_id AND worker=:worker "
-                              "AND status='running'", {**values, "job_id": job_id, "worker": worker}).rowcount == 1
+            ended = db.execute(f"UPDATE jobs SET {sets}, lease_until=NULL WHERE id=:job_id AND worker=:worker "
+                               "AND status='running'", {**values, "job_id": job_id, "worker": worker}).rowcount == 1
+            for message, level in events if ended else ():
+                db.execute("INSERT INTO events (id, job_id, created_at, level, message, type, data) "
+                           "VALUES (?,?,?,?,?,?,?)", (new_id("ftevent"), job_id, int(time.time()), level, message,
+                                                      "message", None))
+            return ended
 
     def release(self, job_id: str, worker: str) -> bool:
         """Give a running job back to the queue (its worker is shutting down); the claim is not

@@ -127,12 +127,13 @@ class Worker:
 
     def _record(self, handle: Handle, outcome: Outcome) -> None:
         job, store = handle.job, self.store
-        if outcome.status == "succeeded" and store.finish(job.id, self.id, "succeeded", **outcome.fields):
-            store.add_event(job.id, f"New fine-tuned model created: {outcome.fields.get('fine_tuned_model')}")
-            store.add_event(job.id, "The job has successfully completed")
-        elif outcome.status == "failed" and store.finish(job.id, self.id, "failed", **outcome.fields):
-            store.add_event(job.id, f"Fine-tuning failed: {outcome.fields['error']['message']}", level="error")
-        elif outcome.status == "stopped" and store.release(job.id, self.id):
+        closing = {"succeeded": ((f"New fine-tuned model created: {outcome.fields.get('fine_tuned_model')}", "info"),
+                                 ("The job has successfully completed", "info")),
+                   "failed": ((f"Fine-tuning failed: {outcome.fields.get('error', {}).get('message')}", "error"),)}
+        if outcome.status in closing and store.finish(job.id, self.id, outcome.status,
+                                                      events=closing[outcome.status], **outcome.fields):
+            return
+        if outcome.status == "stopped" and store.release(job.id, self.id):
             store.add_event(job.id, "The worker is shutting down; the job is back in the queue and resumes from "
                                     "its last checkpoint", level="warn")
         elif store.get_job(None, job.id).status == "cancelled":

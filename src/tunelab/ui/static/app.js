@@ -512,7 +512,8 @@ async function followJob(id) {
   for (;;) {
     if (location.hash !== "#/new") return;
     const job = await json(`/v1/fine_tuning/jobs/${encodeURIComponent(id)}`);
-    events.push(...await newEvents(id, seen));
+    // pages come newest first and many events share a second: oldest first, then a stable sort
+    events.push(...(await newEvents(id, seen)).reverse());
     events.sort((a, b) => a.created_at - b.created_at);
     const points = (key) => events.filter((e) => e.type === "metrics" && e.data && typeof e.data[key] === "number")
       .map((e) => [e.data.step, e.data[key]]).sort((a, b) => a[0] - b[0]);
@@ -550,7 +551,9 @@ async function streamAnswer(side, model, prompt, maxTokens) {
   text.textContent = "";
   answers[side] = { model, id: null, text: "", done: false };
   const response = await call("/v1/chat/completions", { method: "POST", headers: { "Content-Type": "application/json" },
-    body: JSON.stringify({ model, stream: true, max_tokens: maxTokens, messages: [{ role: "user", content: prompt }] }) });
+    // greedy: the two sides differ by their models only, not by sampling noise
+    body: JSON.stringify({ model, stream: true, max_tokens: maxTokens, temperature: 0,
+      messages: [{ role: "user", content: prompt }] }) });
   if (!response.ok) {
     const body = await response.json().catch(() => ({}));
     throw new Error(`${model}: ${(body.error && body.error.message) || `HTTP ${response.status}`}`);
