@@ -57,13 +57,13 @@ def test_the_catalogs_gpu_hints_are_the_gpus_needed_calculation():
 
     big = catalog.get("llama-3.1-70b-instruct")
     need = cost.gpus_needed(big.params_b * 1e9, "lora", cost.parse_bytes("80GB"))
-    hint = big.as_dict()["gpus"]
+    hint = cost.gpu_hint(big.params_b)  # what `tunelab models` shows
     assert {k: hint[k] for k in need} == need and need["ddp"] is None and need["mode"] == "fsdp"
     assert hint["text"] == f"lora: {need['fsdp']} × 80GB GPUs, fsdp"
     # LoRA's bf16 base + adapter state does not fit in 80% of one 80 GB GPU, and does in that many
     assert (need["fsdp"] - 1) * cost.GPU_USABLE * 80e9 < cost.gpu_training_memory_bytes(big.params_b * 1e9, "lora")
-    assert catalog.gpu_hint(big.params_b, "qlora", "80GB")["text"] == "qlora: 1 × 80GB GPU"
+    assert cost.gpu_hint(big.params_b, "qlora", "80GB")["text"] == "qlora: 1 × 80GB GPU"
     small_gpus = cost.gpus_needed(big.params_b * 1e9, "lora", 24e9)["fsdp"]
-    assert catalog.gpu_hint(big.params_b, "lora", "24GB")["fsdp"] == small_gpus
-    assert catalog.get("llama-3.1-8b-instruct").as_dict()["gpus"]["mode"] == "ddp"
+    assert cost.gpu_hint(big.params_b, "lora", "24GB")["fsdp"] == small_gpus
+    assert cost.gpu_hint(catalog.get("llama-3.1-8b-instruct").params_b)["mode"] == "ddp"
     assert all("GPU" not in e.note for e in catalog.CATALOG.values())  # no hand-written hardware hints

@@ -130,3 +130,18 @@ def estimate_file(data, *, model: str, method: str = "lora", epochs: float = 3.0
     tokens = sum(count_tokens(load_tokenizer(ref, chat_template=chat_template), conversations))
     return {"data": str(data), "rows": len(conversations), "model": ref.name,
             **estimate(tokens, epochs, model_params(ref), method, parse_bytes(gpu_memory) if gpu_memory else None)}
+
+
+# The training hardware the catalog's GPU hints are worked out for: LoRA on 80 GB GPUs (A100 /
+# H100 80GB). `tunelab estimate --gpu-memory` answers for any other method and memory.
+HINT_METHOD = "lora"
+HINT_GPU_MEMORY = "80GB"
+
+
+def gpu_hint(params_b: float, method: str = HINT_METHOD, gpu_memory: str = HINT_GPU_MEMORY) -> dict:
+    """How many GPUs of ``gpu_memory`` training a model of ``params_b`` billion parameters with
+    ``method`` needs: gpus_needed's numbers (the one calculation) and a line saying them."""
+    need = gpus_needed(params_b * 1e9, method, parse_bytes(gpu_memory))
+    text = (f"{method}: 1 × {gpu_memory} GPU" if need["ddp"] else
+            f"{method}: {need['fsdp']} × {gpu_memory} GPUs, fsdp")
+    return {"method": method, "gpu_memory": gpu_memory, **need, "text": text}

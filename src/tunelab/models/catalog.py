@@ -28,7 +28,7 @@ class CatalogEntry:
         return self.source.startswith("pip:")
 
     def as_dict(self) -> dict:
-        return {**asdict(self), "guidance": guidance(self.params_b)["text"], "gpus": gpu_hint(self.params_b)}
+        return {**asdict(self), "guidance": guidance(self.params_b)["text"]}
 
 
 CATALOG: dict[str, CatalogEntry] = {
@@ -49,23 +49,6 @@ CATALOG: dict[str, CatalogEntry] = {
                      "meta-llama/Llama-3.1-70B-Instruct", "gated on the Hub"),
     ]
 }
-
-
-# The training hardware the catalog's GPU hints are worked out for: LoRA on 80 GB GPUs (A100 /
-# H100 80GB). `tunelab estimate --gpu-memory` answers for any other method and memory.
-HINT_METHOD = "lora"
-HINT_GPU_MEMORY = "80GB"
-
-
-def gpu_hint(params_b: float, method: str = HINT_METHOD, gpu_memory: str = HINT_GPU_MEMORY) -> dict:
-    """How many GPUs of ``gpu_memory`` training a model of ``params_b`` billion parameters with
-    ``method`` needs: cost.gpus_needed's numbers (the one calculation) and a line saying them."""
-    from tunelab import cost  # the memory model lives with the other estimates
-
-    need = cost.gpus_needed(params_b * 1e9, method, cost.parse_bytes(gpu_memory))
-    text = (f"{method}: 1 × {gpu_memory} GPU" if need["ddp"] else
-            f"{method}: {need['fsdp']} × {gpu_memory} GPUs, fsdp")
-    return {"method": method, "gpu_memory": gpu_memory, **need, "text": text}
 
 
 # Data-size guidance by size class: the minimum examples that usually give a visible,

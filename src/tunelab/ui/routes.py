@@ -13,7 +13,7 @@ from starlette.concurrency import run_in_threadpool
 
 from tunelab.errors import DataError, RunError, TunelabError
 from tunelab.serve.edge import ApiError
-from tunelab.ui import runs as runs_view
+import tunelab.ui.runs as runs_view
 
 POLL_SECONDS = 0.5  # how often a live curve looks at the metrics file
 HEARTBEAT_SECONDS = 15.0  # a comment line on a quiet stream, so a closed tab is noticed
