@@ -144,6 +144,23 @@ def test_no_signal_no_error_and_handlers_only_in_the_main_thread(tmp_path):
     assert installed == [False]
 
 
+def test_processes_of_one_run_stop_on_the_vote_not_on_a_signal_caught_after_it(tmp_path):
+    from transformers import TrainerControl, TrainerState
+
+    stop = guards.StopOnSignal()
+    stop.shared = True  # as distributed.shared_stop sets it
+    stop.signum, stop.agreed = signal.SIGTERM, None  # the signal landed just after this step's vote
+    control = stop.on_step_end(None, TrainerState(global_step=3), TrainerControl())
+    assert not control.should_training_stop and stop.stopped_at is None
+    stop.agreed = signal.SIGTERM  # the next step's vote carries it to every process
+    control = stop.on_step_end(None, TrainerState(global_step=4), TrainerControl())
+    assert control.should_training_stop and control.should_save and stop.stopped_at == 4
+
+    late = guards.StopOnSignal()
+    late.shared, late.signum = True, signal.SIGTERM  # after the last step's vote: the loop ran to its end
+    guards.raise_if_interrupted(late, RunDir(tmp_path))
+
+
 # ------------------------------------------------------------------------------- memory
 def test_running_out_of_memory_is_one_line_with_what_to_change():
     with pytest.raises(guards.OutOfMemory) as caught, guards.friendly_oom():

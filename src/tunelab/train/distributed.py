@@ -190,7 +190,8 @@ def shared_stop(flag) -> list:
     and leave them waiting in the next step's gradient all-reduce. So after every step the
     processes agree: each offers the signal it caught (0: none), the highest wins (one
     all-reduce of one number through the trainer's process group), and all of them stop after
-    that step and save its checkpoint together, as a single process does."""
+    that step and save its checkpoint together, as a single process does. Each acts on the
+    vote's result (``flag.agreed``), not on its own flag, which may have changed since."""
     if world_size() == 1:
         return []
     import torch
@@ -201,10 +202,12 @@ def shared_stop(flag) -> list:
         def on_step_end(self, args, state, control, **kwargs):
             caught = torch.tensor([flag.signum or 0], device=_state().device)
             dist.all_reduce(caught, op=dist.ReduceOp.MAX)
-            if flag.signum is None and int(caught.item()):
-                flag.signum = int(caught.item())
+            flag.agreed = int(caught.item()) or None
+            if flag.signum is None and flag.agreed:
+                flag.signum = flag.agreed
             return control
 
+    flag.shared = True
     return [SharedStop()]
 
 

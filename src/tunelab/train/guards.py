@@ -97,12 +97,23 @@ class StopOnSignal(TrainerCallback, SignalFlag):
     def __init__(self) -> None:
         SignalFlag.__init__(self)
         self.stopped_at: int | None = None
+        # Set by distributed.shared_stop when several processes train: after each step, the
+        # signal they all agreed on (None: none). They act on that, never on their own flag: a
+        # signal often lands while a process waits in that very all-reduce, so its handler runs
+        # just after the vote, and a process acting on its own flag would stop a step before
+        # the others (its checkpoint never completed, the others stuck in the next step).
+        self.shared = False
+        self.agreed: int | None = None
+
+    @property
+    def stop_requested(self) -> bool:
+        return (self.agreed if self.shared else self.signum) is not None
 
     def on_train_begin(self, args, state, control, **kwargs):
         self.install()
 
     def on_step_end(self, args, state, control, **kwargs):
-        if self.signum is not None and self.stopped_at is None:
+        if self.stop_requested and self.stopped_at is None:
             self.stopped_at = state.global_step
             control.should_save = True
             control.should_training_stop = True
@@ -116,7 +127,9 @@ def raise_if_interrupted(flag: SignalFlag, run_dir: RunDir) -> None:
     """After the training loop returns: Interrupted if a signal stopped it, naming the
     checkpoint to resume from and the command that does it."""
     flag.restore()
-    if flag.signum is None:
+    # several processes: a signal that came after the last step's vote did not stop the loop,
+    # which ran to its end in every process alike
+    if flag.signum is None or not getattr(flag, "stop_requested", True):
         return
     raise interrupted(flag, run_dir.path, _newest_complete(run_dir))
 

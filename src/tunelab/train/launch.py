@@ -73,12 +73,20 @@ def strip_launch_flags(argv: list[str]) -> list[str]:
     return out
 
 
+SHUTDOWN_SECONDS = 300
+
+
 def torchrun_argv(command: list[str], nproc_per_node: int, nnodes: int = 1, node_rank: int = 0,
                   master_addr: str | None = None, master_port: int | None = None) -> list[str]:
     """torchrun's arguments for running ``tunelab <command>`` on this machine: one machine
     rendezvous on a free local port (--standalone); several meet at master_addr:master_port.
     No restarts: a failed process ends the run (it resumes from its checkpoint)."""
     args = ["--nproc-per-node", str(nproc_per_node), "--max-restarts", "0"]
+    if "TORCH_ELASTIC_SHUTDOWN_TIMEOUT" not in os.environ:
+        # After a SIGTERM, torchrun kills the processes that have not exited within this many
+        # seconds; its default of 30 can cut short the checkpoint each of them is saving (a
+        # large model, a slow disk, a loaded machine). The variable overrides it.
+        args += ["--shutdown-timeout", str(SHUTDOWN_SECONDS)]
     if nnodes == 1 and master_addr is None:
         args.append("--standalone")
     else:
