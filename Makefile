@@ -38,7 +38,7 @@ demo: $(VENV)/.installed
 	$(BIN)/tunelab demo
 
 test: $(VENV)/.dev browser
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q --durations=20
 
 test-fast: $(VENV)/.dev browser
 	$(BIN)/python -m pytest -q -m "not slow"

@@ -69,6 +69,7 @@ def _one_run_written(proc: subprocess.CompletedProcess, run: Path) -> dict:
     """What a user sees of a two-process run: one summary printed, one adapter, run.json at world size 2."""
     assert proc.stdout.count("done:") == 1
     assert (run / "adapter" / "adapter_model.safetensors").is_file()
+    assert not [p for p in (run / "adapter").iterdir() if p.is_dir()]  # the run's own adapter only, no reference
     assert [p.name for p in run.parent.iterdir() if p.name.startswith(run.name)] == [run.name]
     assert not list(run.glob("adapter*/.*tmp*")) and not list(run.glob(".*tmp*"))
     summary = json.loads((run / "run.json").read_text())
