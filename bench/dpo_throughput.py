@@ -13,7 +13,7 @@ Data: the pairs shipped in tunelab/resources/prefs_concise.jsonl (a concise chos
 padded, rambling rejected one), first 240: 216 to train, 24 held out. --max-steps defaults to 3
 steps of 8 pairs (a short run; say so when quoting). Prints one JSON line with the load.
 
-    .venv/bin/python bench/dpo_throughput.py [--max-steps 3] [--pairs 240]
+    .venv/bin/python bench/dpo_throughput.py [--max-steps 3] [--pairs 240] [--trl-bf16 off]
 """
 
 from __future__ import annotations
@@ -30,8 +30,9 @@ from _whole_process import loadavg, run_side  # noqa: E402
 HELD_OUT = 24
 
 
-def run_trl(data: Path, max_steps: int, out: Path) -> dict:
-    """TRL's DPOTrainer as a CPU user gets it: DPOConfig(use_cpu=True), nothing else changed."""
+def run_trl(data: Path, max_steps: int, out: Path, trl_bf16: str = "default") -> dict:
+    """TRL's DPOTrainer as a CPU user gets it: DPOConfig(use_cpu=True), nothing else changed
+    (``trl_bf16="off"``: fp32 instead of its bf16 default; the output says which ran)."""
     from trl import DPOConfig, DPOTrainer
 
     from tunelab.data.dataset import load_pairs
@@ -41,7 +42,10 @@ def run_trl(data: Path, max_steps: int, out: Path) -> dict:
     from tunelab.train.setup import conversational_pairs
 
     ref = resolve(DEFAULT_MODEL)
-    args = DPOConfig(output_dir=str(out), use_cpu=True, max_steps=max_steps)
+    # --trl-bf16 off departs from TRL's default: only for a CPU without native bf16, where the
+    # default's emulated bf16 would take hours
+    extra = {} if trl_bf16 == "default" else {"bf16": False}
+    args = DPOConfig(output_dir=str(out), use_cpu=True, max_steps=max_steps, **extra)
     trainer = DPOTrainer(model=load_model(ref), args=args, processing_class=load_tokenizer(ref),
                          train_dataset=conversational_pairs(load_pairs(data / "train.jsonl")),
                          eval_dataset=conversational_pairs(load_pairs(data / "val.jsonl")),
@@ -77,12 +81,14 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--max-steps", type=int, default=3)
     parser.add_argument("--pairs", type=int, default=240)
+    parser.add_argument("--trl-bf16", choices=["default", "off"], default="default",
+                        help="off: TRL in fp32, for a CPU without native bf16 (not TRL's default)")
     parser.add_argument("--side", choices=["trl"], help=argparse.SUPPRESS)
     parser.add_argument("--data", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.side:
         with tempfile.TemporaryDirectory() as tmp:
-            print(json.dumps(run_trl(Path(args.data), args.max_steps, Path(tmp))))
+            print(json.dumps(run_trl(Path(args.data), args.max_steps, Path(tmp), args.trl_bf16)))
         return
     from tunelab import resources
 
@@ -91,7 +97,8 @@ def main() -> None:
         data = Path(tmp)
         (data / "train.jsonl").write_text("\n".join(lines[:-HELD_OUT]) + "\n")
         (data / "val.jsonl").write_text("\n".join(lines[-HELD_OUT:]) + "\n")
-        trl = run_side([sys.executable, __file__, "--side", "trl", "--data", tmp, "--max-steps", str(args.max_steps)])
+        trl = run_side([sys.executable, __file__, "--side", "trl", "--data", tmp, "--max-steps", str(args.max_steps),
+                        "--trl-bf16", args.trl_bf16])
         print(f"# trl: {trl}", file=sys.stderr, flush=True)
         tl = run_side([sys.executable, "-m", "tunelab", "train", "--stage", "dpo", "--data", str(data / "train.jsonl"),
                        "--val", str(data / "val.jsonl"), "--max-steps", str(args.max_steps), "--out", str(data / "run")])
@@ -101,6 +108,7 @@ def main() -> None:
     tokens = t["real_tokens"]  # the same pairs in the same order on both sides
     print(json.dumps({
         "bench": "dpo", "pairs": args.pairs - HELD_OUT, "held_out": HELD_OUT, "max_steps": args.max_steps,
+        "trl_bf16": args.trl_bf16,
         "speedup_training": round(t["train_seconds"] / u["train_seconds"], 2),
         "speedup_process": round(trl["process_seconds"] / tl["process_seconds"], 2),
         "rss_ratio": round(tl["peak_rss_mb"] / trl["peak_rss_mb"], 2),
