@@ -89,6 +89,40 @@ def test_the_callback_fits_the_run_after_timing_the_first_steps():
     assert control.should_training_stop and control.should_save and state.max_steps == 20
 
 
+def test_the_run_is_fitted_again_after_each_evaluation_from_every_step_timed():
+    clock = _Clock()
+    notes = []
+    cb = budget.BudgetCallback(200.0, 0.0, eval_rows=8, events=notes.append, clock=clock)
+    state = SimpleNamespace(global_step=0, max_steps=1000, eval_steps=250, save_steps=250)
+    control = SimpleNamespace(should_training_stop=False, should_save=False, should_evaluate=False)
+    args = SimpleNamespace(per_device_train_batch_size=8, gradient_accumulation_steps=1, eval_strategy="steps")
+    cb.on_train_begin(args, state, control)
+
+    def step(seconds: float) -> None:
+        clock.now += seconds
+        state.global_step += 1
+        cb.on_step_end(args, state, control)
+
+    step(10.0)  # warm-up, left out
+    for _ in range(3):
+        step(4.0)  # the first steps run slow
+    # at 22 s: (200 - 22 - 10 margin - 5 evaluations x 1.33 s estimated) / 4 s a step -> 40 more
+    first = state.max_steps
+    assert first == 44 and state.eval_steps == 11 and len(notes) == 1
+    while state.global_step < 11:
+        step(1.0)  # then they run faster
+    clock.now += 4.0
+    cb.on_evaluate(args, state, control)
+    clock.now += 1.0
+    cb.on_save(args, state, control)
+    step(1.0)  # the next step's end fits the run again over the 11 steps timed so far
+    assert cb.fitted.step_seconds == pytest.approx(20 / 11, abs=1e-3)  # 12 + 8 s of steps, evaluation left out
+    assert state.max_steps > first and state.eval_steps == 11
+    assert "measured over 11 steps" in notes[-1]["text"] and len(notes) == 2
+    step(1.0)  # no evaluation since: no new fit
+    assert len(notes) == 2
+
+
 def test_a_spent_budget_ends_with_a_valid_adapter(tiny_model, tmp_path):
     data = write_jsonl(tmp_path / "memo.jsonl", MEMO_ROWS)
     # one second is less than the margin kept for the final save: the run stops after its first step
