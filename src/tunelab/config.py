@@ -86,7 +86,8 @@ class TrainSection(_Section):
     max_grad_norm: float = Field(1.0, gt=0, description="gradient clipping norm")
     bf16: Literal["auto", "on", "off"] = Field("auto", description="bf16 autocast: auto uses it where the CPU/GPU supports it")
     gradient_checkpointing: Literal["auto", "on", "off"] = Field(
-        "auto", description="recompute activations to save memory; auto: only when they would not fit")
+        "auto", description="recompute activations to save memory; auto: SFT only when they would not fit, DPO on a "
+                          "CPU (faster there)")
     stage: Literal["sft", "reward", "dpo", "ppo", "rloo", "grpo"] = Field(
         "sft", description="sft: supervised; reward: reward model from pairs; dpo: direct preference "
                            "optimisation; ppo/rloo: policy optimisation against <stage>.reward_model; grpo: group "

@@ -149,6 +149,12 @@ def test_checkpointing_only_when_activations_do_not_fit(tiny):
     assert fastpath.needs_checkpointing(model.config, 800, 100, True, budget=small / 2)
 
 
+def test_dpo_recomputes_activations_on_a_cpu_unless_told_otherwise():
+    assert fastpath.dpo_checkpointing("auto", on_gpu=False)  # faster there: see its docstring
+    assert not fastpath.dpo_checkpointing("auto", on_gpu=True)
+    assert not fastpath.dpo_checkpointing("off", on_gpu=False) and fastpath.dpo_checkpointing("on", on_gpu=True)
+
+
 @pytest.mark.parametrize("bf16", ["off"])
 def test_fast_and_plain_paths_reach_the_same_loss(tiny_model, tmp_path, bf16):
     data = write_jsonl(tmp_path / "m.jsonl", MEMO_ROWS)

@@ -10,7 +10,7 @@ from __future__ import annotations
 from tunelab.config import RunConfig
 from tunelab.events import EventSink, no_events
 from tunelab.rundir import RunDir
-from tunelab.train import distributed, fastpath, reward, setup
+from tunelab.train import distributed, fastpath, policy, reward, setup
 
 DATA = "pairs"
 check = reward.check  # the same needs: a LoRA-family method and a file of pairs
@@ -26,8 +26,9 @@ def run(cfg: RunConfig, run_dir: RunDir, events: EventSink = no_events, resume: 
         cfg = setup.start_run(cfg, run_dir)
         setup.save_pairs(run_dir, train, val)
     model = setup.apply_method(base, cfg)
+    recompute = fastpath.dpo_checkpointing(cfg.train.gradient_checkpointing, setup.cuda())
     args = setup.trainer_args(DPOConfig, cfg, run_dir, len(train), bool(val), beta=cfg.dpo.beta,
-                              max_length=cfg.data.max_length, activation_checkpointing=False,
+                              max_length=cfg.data.max_length, activation_checkpointing=recompute,
                               eval_steps=eval_every(cfg, len(train)),
                               precompute_ref_log_probs=revisits_pairs(cfg, len(train)))
     trainer = DPOTrainer(model=model, ref_model=None, processing_class=tokenizer, args=args,
@@ -35,6 +36,7 @@ def run(cfg: RunConfig, run_dir: RunDir, events: EventSink = no_events, resume: 
                          eval_dataset=setup.conversational_pairs(val) if val else None)
     loss, seconds = setup.fit(trainer, run_dir, events, resume_from=checkpoint)
     final = fastpath.final_evaluation(trainer) if val else {}
+    policy.drop_reference(model)  # TRL's DPOTrainer adds a frozen "ref" copy of a fresh adapter
     setup.save_weights(cfg, model, tokenizer, run_dir)
     return setup.finish(run_dir, {
         "model": ref.name, "method": cfg.method.name, "stage": "dpo", "trainable": setup.trainable(model),

@@ -75,7 +75,8 @@ def starting_point(cfg: RunConfig, model) -> str | None:
 
 def drop_reference(model) -> None:
     """The frozen starting point is not part of the result: ours ("reference"), and the copy TRL's
-    RLOO/GRPO trainers add as "ref" when the policy starts from a trained adapter (--init)."""
+    RLOO/GRPO trainers add as "ref" when the policy starts from a trained adapter (--init), as
+    its DPOTrainer does for any adapter it is given."""
     for name in ("reference", "ref"):
         if name in getattr(model, "peft_config", {}):
             model.delete_adapter(name)

@@ -41,7 +41,7 @@ def run(cfg: RunConfig, run_dir: RunDir, events: EventSink = no_events, resume: 
         setup.save_pairs(run_dir, train, val)
     model = setup.apply_method(base, cfg, task="SEQ_CLS")
     args = setup.trainer_args(RewardConfig, cfg, run_dir, len(train), bool(val), max_length=cfg.data.max_length,
-                              activation_checkpointing=False)
+                              activation_checkpointing=cfg.train.gradient_checkpointing == "on")
     trainer = RewardTrainer(model=model, processing_class=tokenizer, args=args,
                             train_dataset=setup.conversational_pairs(train),
                             eval_dataset=setup.conversational_pairs(val) if val else None)
