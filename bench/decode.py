@@ -5,7 +5,8 @@ dtype and thread count asked, interleaved (A B A B ...) so the shared machine's 
 variant alike. The bound: every decode step reads every weight once, so tokens/s cannot beat
 (measured copy bandwidth) / (bytes of weights). Through the real server (`tunelab serve` on
 127.0.0.1, streamed chat completions): time to first token p50 for one client at a time, one
-client's tokens/s, and 8 concurrent clients' aggregate tokens/s. Prints one JSON line.
+client's tokens/s, and 8 concurrent clients' aggregate tokens/s; beside it, the in-process
+split of a first token (chat template + tokenising, prefill). Prints one JSON line.
 
     .venv/bin/python bench/decode.py [--steps 32] [--repeats 2] [--dtypes float32,bfloat16]
                                      [--threads 1,2] [--no-server]
@@ -66,6 +67,25 @@ def step_ms(model, prompt: list[int], pad: int, steps: int) -> float:
     return round(1000 * statistics.median(times), 2)
 
 
+def first_token_split(model, tok, repeats: int = 5) -> dict:
+    """Where a first token's time goes before any serving: the chat template and tokenising,
+    and the prefill forward that yields the first token's logits (medians, milliseconds). The
+    server's time to first token minus these is HTTP, queueing and streaming."""
+    from tunelab.data.tokens import encode_prompt
+    from tunelab.inference.generate import DecodeBatch
+
+    encode, prefill = [], []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        prompt = encode_prompt(tok, [{"role": "user", "content": QUESTION}])
+        encode.append(time.perf_counter() - start)
+        start = time.perf_counter()
+        DecodeBatch(model, tok.pad_token_id).prefill([prompt]).logits.argmax(-1)
+        prefill.append(time.perf_counter() - start)
+    return {"encode_ms": round(1000 * statistics.median(encode), 1),
+            "prefill_ms": round(1000 * statistics.median(prefill), 1)}
+
+
 def in_process(dtypes: list[str], threads: list[int], steps: int, repeats: int) -> dict:
     import torch
 
@@ -84,12 +104,15 @@ def in_process(dtypes: list[str], threads: list[int], steps: int, repeats: int) 
                 step_ms(models[d], prompt, tok.pad_token_id, 3)  # warm up this shape
                 results.setdefault(f"{d}/threads={n}", []).append(step_ms(models[d], prompt, tok.pad_token_id, steps))
     best = {k: min(v) for k, v in results.items()}
+    torch.set_num_threads(os.cpu_count() or 1)  # as the server runs
+    split = first_token_split(models[dtypes[0]], tok)
     bandwidth = copy_bandwidth_gbs()
     sizes = {d: weight_bytes(m) for d, m in models.items()}
     return {"step_ms": results, "tokens_per_s": {k: round(1000 / v, 1) for k, v in best.items()},
             "copy_gb_per_s": bandwidth, "weight_mb": {d: round(b / 1e6) for d, b in sizes.items()},
             "bound_tokens_per_s": {d: round(bandwidth * 1e9 / b, 1) for d, b in sizes.items()},
-            "prompt_tokens": len(prompt), "torch_threads_default": os.cpu_count()}
+            "prompt_tokens": len(prompt), "torch_threads_default": os.cpu_count(),
+            "first_token_split": {dtypes[0]: split}}
 
 
 async def _stream(client, url: str, max_tokens: int) -> tuple[float, int, float]:
