@@ -104,9 +104,9 @@ def in_process(dtypes: list[str], threads: list[int], steps: int, repeats: int) 
                 step_ms(models[d], prompt, tok.pad_token_id, 3)  # warm up this shape
                 results.setdefault(f"{d}/threads={n}", []).append(step_ms(models[d], prompt, tok.pad_token_id, steps))
     best = {k: min(v) for k, v in results.items()}
+    bandwidth = copy_bandwidth_gbs()  # at the last thread count asked, as before
     torch.set_num_threads(os.cpu_count() or 1)  # as the server runs
     split = first_token_split(models[dtypes[0]], tok)
-    bandwidth = copy_bandwidth_gbs()
     sizes = {d: weight_bytes(m) for d, m in models.items()}
     return {"step_ms": results, "tokens_per_s": {k: round(1000 / v, 1) for k, v in best.items()},
             "copy_gb_per_s": bandwidth, "weight_mb": {d: round(b / 1e6) for d, b in sizes.items()},

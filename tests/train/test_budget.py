@@ -123,6 +123,72 @@ def test_the_run_is_fitted_again_after_each_evaluation_from_every_step_timed():
     assert len(notes) == 2
 
 
+def _run_to_the_end(cb, budget_s: float, slow_steps: int, eval_s: float, save_s: float) -> tuple[float, int, int]:
+    """Drive the callback as the trainer's loop does (its own step-end flow first: stop at
+    max_steps, evaluate and save at the cadence and at the end): slow first steps, then 2 s
+    ones. Returns (seconds at the end, steps made, the steps first fitted)."""
+    clock = cb.clock
+    state = SimpleNamespace(global_step=0, max_steps=10_000, eval_steps=2_500, save_steps=2_500)
+    control = SimpleNamespace(should_training_stop=False, should_save=False, should_evaluate=False)
+    args = SimpleNamespace(per_device_train_batch_size=8, gradient_accumulation_steps=1, eval_strategy="steps")
+    cb.on_train_begin(args, state, control)
+    first_fit = None
+    while not control.should_training_stop:
+        clock.now += 4.0 if state.global_step < slow_steps else 2.0
+        state.global_step += 1
+        control.should_training_stop = state.global_step >= state.max_steps
+        control.should_evaluate = state.global_step % state.eval_steps == 0 or control.should_training_stop
+        cb.on_step_end(args, state, control)
+        first_fit = first_fit or (cb.fitted and cb.fitted.steps)
+        if control.should_evaluate:
+            clock.now += eval_s
+            cb.on_evaluate(args, state, control)
+            clock.now += save_s
+            cb.on_save(args, state, control)
+        assert clock.now <= budget_s, f"over the budget at step {state.global_step}"
+    return clock.now, state.global_step, first_fit
+
+
+@pytest.mark.parametrize("eval_s", [1.0, 20.0])
+def test_refitted_runs_use_the_budget_and_never_overrun_it(eval_s):
+    cb = budget.BudgetCallback(300.0, 0.0, eval_rows=8, clock=_Clock())
+    end, steps, first_fit = _run_to_the_end(cb, 300.0, slow_steps=6, eval_s=eval_s, save_s=1.0)
+    assert steps > first_fit  # the later, faster steps bought more of them
+    assert end > 300.0 - margin_and_a_round(eval_s)  # and little of the budget is left unused
+
+
+def margin_and_a_round(eval_s: float) -> float:
+    """What may stay unused: the margin, one step and one evaluation with its save."""
+    return budget.margin(300.0) + 2.0 + eval_s + 1.0
+
+
+def test_a_refit_down_to_the_current_step_stops_the_run_there():
+    clock = _Clock()
+    cb = budget.BudgetCallback(100.0, 0.0, eval_rows=0, clock=clock)
+    state = SimpleNamespace(global_step=0, max_steps=1000, eval_steps=250, save_steps=250)
+    control = SimpleNamespace(should_training_stop=False, should_save=False, should_evaluate=False)
+    args = SimpleNamespace(per_device_train_batch_size=8, gradient_accumulation_steps=1, eval_strategy="no")
+    cb.on_train_begin(args, state, control)
+    for step in range(1, 5):
+        clock.now, state.global_step = 10.0 + (step - 1) * 2.0, step
+        cb.on_step_end(args, state, control)
+    clock.now += 60.0  # a save that took a minute: the next fit finds no room for another step
+    cb.on_save(args, state, control)
+    clock.now, state.global_step = clock.now + 2.0, 5
+    cb.on_step_end(args, state, control)
+    assert state.max_steps == 5 and control.should_training_stop and control.should_save
+
+
+def test_no_fit_on_the_step_that_ends_the_run():
+    cb = budget.BudgetCallback(100.0, 0.0, eval_rows=0, clock=_Clock())
+    cb.fitted, cb.refit_due, cb.first_end, cb.planned = budget.Fit(10, 5, 1.0, 0.0, 0.0), True, 1.0, 1000
+    state = SimpleNamespace(global_step=10, max_steps=10, eval_steps=5, save_steps=5)
+    control = SimpleNamespace(should_training_stop=True, should_save=False, should_evaluate=False)
+    cb.clock.now = 20.0
+    cb.on_step_end(SimpleNamespace(eval_strategy="no"), state, control)
+    assert state.max_steps == 10 and cb.fitted.steps == 10  # the trainer is stopping: no longer run
+
+
 def test_a_spent_budget_ends_with_a_valid_adapter(tiny_model, tmp_path):
     data = write_jsonl(tmp_path / "memo.jsonl", MEMO_ROWS)
     # one second is less than the margin kept for the final save: the run stops after its first step

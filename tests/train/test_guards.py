@@ -159,6 +159,8 @@ def test_processes_of_one_run_stop_on_the_vote_not_on_a_signal_caught_after_it(t
     late = guards.StopOnSignal()
     late.shared, late.signum = True, signal.SIGTERM  # after the last step's vote: the loop ran to its end
     guards.raise_if_interrupted(late, RunDir(tmp_path))
+    with pytest.raises(guards.Interrupted):  # a stop every process agreed on is reported
+        guards.raise_if_interrupted(stop, RunDir(tmp_path))
 
 
 # ------------------------------------------------------------------------------- memory

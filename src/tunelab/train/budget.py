@@ -9,8 +9,10 @@ schedule (warmup and decay) is rebuilt for the fitted length, so the run still d
 instead of being cut off at a high learning rate. The fit is made again after every evaluation
 and save, over all the steps timed so far: the first steps and the first evaluation run slower
 than the rest (allocator and cache warm-up), and a run fitted on them alone ended 30% early on
-the quality benchmark. The budget never lengthens a run beyond its planned epochs. Should a step take longer than measured, the run stops
-at the first step that would leave too little time for its final evaluation and save.
+the quality benchmark. Once the evaluation cadence is set, each step is priced with its share
+of the evaluations and saves to come. The budget never lengthens a run beyond its planned
+epochs. Should a step take longer than measured, the run stops at the first step that would
+leave too little time for its final evaluation and save.
 
 transformers' ``max_time``-style stopping does not exist for the Trainer, and a plain stop would
 leave the schedule unfinished, so this is a callback of ours.
@@ -94,6 +96,8 @@ class BudgetCallback(TrainerCallback):
         last_step_s, self.last_end, self.mark = now - self.last_end, now, now
         if self.first_end is None:
             self.first_end, self.first_step, self.overhead = now, state.global_step, 0.0
+        elif control.should_training_stop or state.global_step >= state.max_steps:
+            pass  # the run ends at this step: nothing left to fit
         elif (self.fitted is None and state.global_step - self.first_step >= PROBE_STEPS) or self.refit_due:
             self._fit(args, state, now, lr_scheduler)
         self._stop_if_out_of_time(args, state, control, now, last_step_s)
@@ -122,13 +126,13 @@ class BudgetCallback(TrainerCallback):
             step_s * FORWARD_SHARE * self.eval_rows / max(batch, 1)
         save_s = self.save_seconds or 0.0
         if not self.eval_rows:
-            evals, eval_s = 0, 0.0
-        elif first:
-            evals = EVALS_PER_RUN
-        else:  # the evaluations still to come before the final one, at the cadence set
-            evals = max(0, (state.max_steps - 1) // state.eval_steps - state.global_step // state.eval_steps)
-        total = fit_steps(self.seconds, now - self.started, state.global_step, self.planned or state.max_steps,
-                          step_s, eval_s, save_s, evals)
+            eval_s = 0.0
+        planned, price = self.planned or state.max_steps, step_s
+        if first:
+            evals = EVALS_PER_RUN if self.eval_rows else 0
+        else:  # the cadence is set: each step also pays its share of the evaluation and save to come
+            evals, price = 0, step_s + (eval_s + save_s) / max(1, state.save_steps)
+        total = fit_steps(self.seconds, now - self.started, state.global_step, planned, price, eval_s, save_s, evals)
         eval_steps = state.eval_steps if self.fixed_eval_steps or not first else max(1, total // EVALS_PER_RUN)
         before, self.fitted = state.max_steps, Fit(total, eval_steps, round(step_s, 3), round(eval_s, 2),
                                                    round(save_s, 2))
@@ -145,7 +149,9 @@ class BudgetCallback(TrainerCallback):
         (before the fit, the next step is taken to last as long as the last one)."""
         step_s = self.fitted.step_seconds if self.fitted else last_step_s
         after = (self.eval_seconds or 0.0) + (self.save_seconds or 0.0) + margin(self.seconds)
-        if state.global_step < state.max_steps and now - self.started + step_s + after > self.seconds:
+        refit_to_here = state.global_step >= state.max_steps and not control.should_training_stop
+        too_late = state.global_step < state.max_steps and now - self.started + step_s + after > self.seconds
+        if refit_to_here or too_late:
             state.max_steps = state.global_step
             control.should_training_stop = True
             control.should_save = True

@@ -74,7 +74,8 @@ def _args(cfg: RunConfig, run_dir: RunDir, n_prompts: int, weights: list[float])
     return setup.trainer_args(
         GRPOConfig, cfg, run_dir, n_prompts * g.num_generations, False, num_generations=g.num_generations,
         max_completion_length=g.max_new_tokens, beta=g.kl_coef, temperature=g.temperature, reward_weights=weights,
-        activation_checkpointing=False, per_device_train_batch_size=per_step, per_device_eval_batch_size=per_step)
+        activation_checkpointing=cfg.train.gradient_checkpointing == "on", per_device_train_batch_size=per_step,
+        per_device_eval_batch_size=per_step)
 
 
 def report(summary: dict) -> list[str]:

@@ -82,10 +82,10 @@ def torchrun_argv(command: list[str], nproc_per_node: int, nnodes: int = 1, node
     rendezvous on a free local port (--standalone); several meet at master_addr:master_port.
     No restarts: a failed process ends the run (it resumes from its checkpoint)."""
     args = ["--nproc-per-node", str(nproc_per_node), "--max-restarts", "0"]
-    if "TORCH_ELASTIC_SHUTDOWN_TIMEOUT" not in os.environ:
+    if not {"TORCH_ELASTIC_SHUTDOWN_TIMEOUT", "PET_SHUTDOWN_TIMEOUT"} & os.environ.keys():
         # After a SIGTERM, torchrun kills the processes that have not exited within this many
         # seconds; its default of 30 can cut short the checkpoint each of them is saving (a
-        # large model, a slow disk, a loaded machine). The variable overrides it.
+        # large model, a slow disk, a loaded machine). Either variable overrides it.
         args += ["--shutdown-timeout", str(SHUTDOWN_SECONDS)]
     if nnodes == 1 and master_addr is None:
         args.append("--standalone")

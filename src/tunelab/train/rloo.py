@@ -62,5 +62,6 @@ def _args(cfg: RunConfig, run_dir: RunDir, n_prompts: int):
     return setup.trainer_args(
         RLOOConfig, cfg, run_dir, n_prompts * r.num_generations, False, num_generations=r.num_generations,
         max_completion_length=r.max_new_tokens, beta=r.kl_coef, temperature=r.temperature,
-        activation_checkpointing=False, per_device_train_batch_size=per_step, per_device_eval_batch_size=per_step)
+        activation_checkpointing=cfg.train.gradient_checkpointing == "on", per_device_train_batch_size=per_step,
+        per_device_eval_batch_size=per_step)
 
