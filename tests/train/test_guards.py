@@ -114,7 +114,15 @@ def test_sigterm_stops_at_the_step_with_a_checkpoint_that_resumes_to_the_same_we
     assert all(torch.equal(expected[k], got[k]) for k in expected)
 
 
-def test_sigint_stops_once_then_a_second_ctrl_c_aborts():
+@pytest.fixture
+def ctrl_c_raises():
+    """SIGINT as in a terminal (a shell's background job, a CI runner's say, starts with it ignored)."""
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, previous)
+
+
+def test_sigint_stops_once_then_a_second_ctrl_c_aborts(ctrl_c_raises):
     flag = guards.SignalFlag()
     with flag:
         assert signal.getsignal(signal.SIGINT) == flag._caught
