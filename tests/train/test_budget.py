@@ -67,13 +67,19 @@ class _Clock:
         return self.now
 
 
+def _loop(eval_strategy: str, max_steps: int = 1000):
+    """The trainer's state, control and arguments as a callback sees them before the first step."""
+    state = SimpleNamespace(global_step=0, max_steps=max_steps, eval_steps=max_steps // 4, save_steps=max_steps // 4)
+    control = SimpleNamespace(should_training_stop=False, should_save=False, should_evaluate=False)
+    args = SimpleNamespace(per_device_train_batch_size=8, gradient_accumulation_steps=1, eval_strategy=eval_strategy)
+    return state, control, args
+
+
 def test_the_callback_fits_the_run_after_timing_the_first_steps():
     clock = _Clock()
     notes = []
     cb = budget.BudgetCallback(100.0, 0.0, eval_rows=0, events=notes.append, clock=clock)
-    state = SimpleNamespace(global_step=0, max_steps=1000, eval_steps=250, save_steps=250)
-    control = SimpleNamespace(should_training_stop=False, should_save=False, should_evaluate=False)
-    args = SimpleNamespace(per_device_train_batch_size=8, gradient_accumulation_steps=1, eval_strategy="no")
+    state, control, args = _loop(eval_strategy="no")
     cb.on_train_begin(args, state, control)
     for step in range(1, 5):
         clock.now = 10.0 + (step - 1) * 2.0  # 10 s to the first step's end, then 2 s a step
@@ -93,9 +99,7 @@ def test_the_run_is_fitted_again_after_each_evaluation_from_every_step_timed():
     clock = _Clock()
     notes = []
     cb = budget.BudgetCallback(200.0, 0.0, eval_rows=8, events=notes.append, clock=clock)
-    state = SimpleNamespace(global_step=0, max_steps=1000, eval_steps=250, save_steps=250)
-    control = SimpleNamespace(should_training_stop=False, should_save=False, should_evaluate=False)
-    args = SimpleNamespace(per_device_train_batch_size=8, gradient_accumulation_steps=1, eval_strategy="steps")
+    state, control, args = _loop(eval_strategy="steps")
     cb.on_train_begin(args, state, control)
 
     def step(seconds: float) -> None:
@@ -128,9 +132,7 @@ def _run_to_the_end(cb, budget_s: float, slow_steps: int, eval_s: float, save_s:
     max_steps, evaluate and save at the cadence and at the end): slow first steps, then 2 s
     ones. Returns (seconds at the end, steps made, the steps first fitted)."""
     clock = cb.clock
-    state = SimpleNamespace(global_step=0, max_steps=10_000, eval_steps=2_500, save_steps=2_500)
-    control = SimpleNamespace(should_training_stop=False, should_save=False, should_evaluate=False)
-    args = SimpleNamespace(per_device_train_batch_size=8, gradient_accumulation_steps=1, eval_strategy="steps")
+    state, control, args = _loop(eval_strategy="steps", max_steps=10_000)
     cb.on_train_begin(args, state, control)
     first_fit = None
     while not control.should_training_stop:
@@ -165,9 +167,7 @@ def margin_and_a_round(eval_s: float) -> float:
 def test_a_refit_down_to_the_current_step_stops_the_run_there():
     clock = _Clock()
     cb = budget.BudgetCallback(100.0, 0.0, eval_rows=0, clock=clock)
-    state = SimpleNamespace(global_step=0, max_steps=1000, eval_steps=250, save_steps=250)
-    control = SimpleNamespace(should_training_stop=False, should_save=False, should_evaluate=False)
-    args = SimpleNamespace(per_device_train_batch_size=8, gradient_accumulation_steps=1, eval_strategy="no")
+    state, control, args = _loop(eval_strategy="no")
     cb.on_train_begin(args, state, control)
     for step in range(1, 5):
         clock.now, state.global_step = 10.0 + (step - 1) * 2.0, step
