@@ -5,9 +5,9 @@ from __future__ import annotations
 import typer
 from rich.table import Table
 
+from tunelab import cost
 from tunelab.cli.app import app
 from tunelab.cli.render import console, print_json
-from tunelab import cost
 from tunelab.models import catalog
 
 

@@ -79,6 +79,10 @@ class SignalFlag:
         self.restore()
 
     @property
+    def stop_requested(self) -> bool:
+        return self.signum is not None
+
+    @property
     def name(self) -> str:
         return signal.Signals(self.signum).name if self.signum is not None else ""
 
@@ -129,7 +133,7 @@ def raise_if_interrupted(flag: SignalFlag, run_dir: RunDir) -> None:
     flag.restore()
     # several processes: a signal that came after the last step's vote did not stop the loop,
     # which ran to its end in every process alike
-    if flag.signum is None or not getattr(flag, "stop_requested", True):
+    if not flag.stop_requested:
         return
     raise interrupted(flag, run_dir.path, _newest_complete(run_dir))
 
