@@ -144,6 +144,10 @@ def test_a_failed_process_is_one_line_naming_it():
     stopped = ProcessFailure(local_rank=0, pid=122, exitcode=-15, error_file="/nonexistent")
     line = launch.failure_line({0: stopped, 1: killed})
     assert "\n" not in line and "rank 1" in line and "SIGKILL" in line
+    # The peer's collective failed first and it exited with code 1: the killed one is still the cause.
+    broken = ProcessFailure(local_rank=0, pid=122, exitcode=1, error_file="/nonexistent")
+    assert launch.failure_line({0: broken, 1: killed}).startswith("process rank 1 ")
+    assert launch.failure_line({0: broken, 1: stopped}).startswith("process rank 0 ")
 
 
 def test_the_launchers_stop_line_names_the_run_to_resume():

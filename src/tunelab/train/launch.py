@@ -133,9 +133,16 @@ def stopped_line(command: list[str], signum: int) -> str:
 
 def failure_line(failures: dict) -> str:
     """One line naming the process that failed and how. The launcher stops the others with
-    SIGTERM and lists them too, so a process ended otherwise is the cause."""
-    causes = {r: f for r, f in failures.items() if f.exitcode != -signal.SIGTERM} or failures
-    global_rank, failure = min(causes.items())
+    SIGTERM and lists them too, so a process ended otherwise is the cause. A process killed by
+    another signal (SIGKILL, the OOM killer) is named before one that exited with an error: when a
+    process dies, its peers' next collective fails and they exit with code 1, sometimes before
+    the launcher has seen the death."""
+    def blame(item):
+        rank, failure = item
+        killed = failure.exitcode < 0 and failure.exitcode != -signal.SIGTERM
+        return (0 if killed else 1 if failure.exitcode > 0 else 2, rank)
+
+    global_rank, failure = min(failures.items(), key=blame)
     how = (f"was killed by {failure.signal_name()}" if failure.exitcode < 0
            else f"exited with code {failure.exitcode}")
     return (f"process rank {global_rank} (local rank {failure.local_rank}) {how}; the launcher stopped the other "
