@@ -14,6 +14,10 @@ train rows + 40 validation rows. One epoch, unless --max-steps cuts it short (sa
 quote the numbers). Prints one JSON line; the machine's 1-minute load rides with each side.
 
     .venv/bin/python bench/train_throughput.py [--max-steps 16] [--set train.lr=...]
+
+A lever (one setting tried against tunelab's defaults, as the performance issue asks "keep what
+wins, with numbers"): ``--lever method.lora.dropout=0`` runs tunelab twice on the same rows
+instead of TRL, defaults first, and reports both sides and the ratios.
 """
 
 from __future__ import annotations
@@ -141,6 +145,27 @@ def side_summary(side: dict) -> dict:
             "load": [side["load_before"], side["load_after"]], "settings": r["settings"]}
 
 
+def lever(max_steps: int, sets: list[str], levers: list[str]) -> dict:
+    """tunelab's defaults against the same run with ``levers`` set, on the benchmark's rows."""
+    rows = docstring_rows(TRAIN_ROWS + VAL_ROWS)
+    sides = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        data = Path(tmp)
+        (data / "train.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows[:TRAIN_ROWS]))
+        (data / "val.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows[TRAIN_ROWS:]))
+        for name, extra in (("defaults", []), ("with_lever", levers)):
+            out = data / name
+            side = run_side(tunelab_argv(data, max_steps, out, sets + extra))
+            side["result"] = tunelab_result(out)
+            sides[name] = side_summary(side)
+            print(f"# {name}: {sides[name]}", file=sys.stderr, flush=True)
+    a, b = sides["defaults"], sides["with_lever"]
+    return {"bench": "sft_lever", "lever": levers, "max_steps": max_steps, "sets": sets,
+            "speedup_process": round(b["tokens_per_s_process"] / a["tokens_per_s_process"], 2),
+            "speedup_loop": round(b["tokens_per_s_loop"] / a["tokens_per_s_loop"], 2),
+            "rss_ratio": round(b["peak_rss_mb"] / a["peak_rss_mb"], 2), **sides}
+
+
 def measure(max_steps: int, sets: list[str], src: str | None, trl_bf16: str) -> dict:
     rows = docstring_rows(TRAIN_ROWS + VAL_ROWS)
     with tempfile.TemporaryDirectory() as tmp:
@@ -163,6 +188,8 @@ def main() -> None:
     parser.add_argument("--set", action="append", default=[], help="tunelab --set overrides, e.g. method.dropout=0")
     parser.add_argument("--trl-bf16", choices=["default", "off"], default="default",
                         help="off: TRL in fp32 (not its default), for CPUs without native bf16")
+    parser.add_argument("--lever", action="append", default=[],
+                        help="run tunelab defaults vs tunelab with this --set (instead of TRL)")
     parser.add_argument("--tunelab-src", help="run both sides on this tunelab source tree (PYTHONPATH)")
     parser.add_argument("--side", choices=["trl"], help=argparse.SUPPRESS)
     parser.add_argument("--data", help=argparse.SUPPRESS)
@@ -170,6 +197,10 @@ def main() -> None:
     if args.side:
         with tempfile.TemporaryDirectory() as tmp:
             print(json.dumps(run_trl(Path(args.data), args.max_steps, Path(tmp), args.trl_bf16)))
+        return
+    if args.lever:
+        load = loadavg()
+        print(json.dumps({**lever(args.max_steps, args.set, args.lever), "load_at_start": load}))
         return
     load = loadavg()
     from tunelab.device import cpu_has_bf16
