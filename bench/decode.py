@@ -8,12 +8,8 @@ variant alike. The bound: every decode step reads every weight once, so tokens/s
 client's tokens/s, and 8 concurrent clients' aggregate tokens/s; beside it, the in-process
 split of a first token (chat template + tokenising, prefill). Prints one JSON line.
 
-``float32+half`` is fp32 with the float16 copies `tunelab serve --half-decode` adds for decoding
-one or two rows (tunelab/inference/half_decode.py); the server runs once per ``--half-decode``
-setting asked (default off, then auto), one after the other.
-
-    .venv/bin/python bench/decode.py [--steps 32] [--repeats 2] [--dtypes float32,float32+half,bfloat16]
-                                     [--threads 1,2] [--half-decode off,auto] [--no-server]
+    .venv/bin/python bench/decode.py [--steps 32] [--repeats 2] [--dtypes float32,bfloat16]
+                                     [--threads 1,2] [--no-server]
 """
 
 from __future__ import annotations
@@ -52,26 +48,9 @@ def copy_bandwidth_gbs(megabytes: int = 256, repeats: int = 5) -> float:
 
 
 def weight_bytes(model) -> int:
-    """Bytes of distinct weights a decode step reads (a tied embedding counted once: as the LM
-    head it is read whole); a Linear with a float16 copy reads the copy."""
-    halved = [m for m in model.modules() if hasattr(m, "half_weight")]
-    skip = {id(m.weight) for m in halved}
-    seen = {m.half_weight.data_ptr(): m.half_weight.numel() * 2 for m in halved}
-    for p in model.parameters():
-        if id(p) not in skip:
-            seen.setdefault(p.data_ptr(), p.numel() * p.element_size())
+    """Bytes of distinct weights (a tied embedding counted once: as the LM head it is read whole)."""
+    seen = {p.data_ptr(): p.numel() * p.element_size() for p in model.parameters()}
     return sum(seen.values())
-
-
-def load(ref, dtype: str):
-    """The bundled model in ``dtype``; ``float32+half``: fp32 with the decoding copies."""
-    from tunelab.inference import half_decode
-    from tunelab.models.load import load_model
-
-    model = load_model(ref, dtype.removesuffix("+half")).eval()
-    if dtype.endswith("+half"):
-        half_decode.install(model)
-    return model
 
 
 def step_ms(model, prompt: list[int], pad: int, steps: int) -> float:
@@ -107,40 +86,16 @@ def first_token_split(model, tok, repeats: int = 5) -> dict:
             "prefill_ms": round(1000 * statistics.median(prefill), 1)}
 
 
-def greedy_tokens(model, prompt: list[int], pad: int, steps: int) -> tuple[list[int], "object"]:
-    """The first ``steps`` greedy tokens of one row, and the logits of its first decode step."""
-    from tunelab.inference.generate import DecodeBatch
-
-    batch = DecodeBatch(model, pad).prefill([prompt])
-    tokens, first = [], None
-    for _ in range(steps):
-        tokens.append(int(batch.logits.argmax(-1)))
-        batch.advance(batch.logits.argmax(-1))
-        first = batch.logits[0].clone() if first is None else first
-    return tokens, first
-
-
-def agreement(models: dict, prompt: list[int], pad: int, steps: int) -> dict:
-    """How far the float16 decoding copies move one greedy answer from fp32's: the greedy tokens
-    both share before they first differ, and the largest logit difference at the first step."""
-    exact, exact_logits = greedy_tokens(models["float32"], prompt, pad, steps)
-    fast, fast_logits = greedy_tokens(models["float32+half"], prompt, pad, steps)
-    same = next((i for i, (a, b) in enumerate(zip(exact, fast)) if a != b), steps)
-    return {"same_greedy_tokens": f"{same}/{steps}",
-            "max_logit_diff": round(float((exact_logits - fast_logits).abs().max()), 4),
-            "logit_range": round(float(exact_logits.max() - exact_logits.min()), 2)}
-
-
 def in_process(dtypes: list[str], threads: list[int], steps: int, repeats: int) -> dict:
     import torch
 
     from tunelab.data.tokens import encode_prompt
-    from tunelab.models.load import load_tokenizer, resolve
+    from tunelab.models.load import load_model, load_tokenizer, resolve
 
     ref = resolve(MODEL)
     tok = load_tokenizer(ref)
     prompt = encode_prompt(tok, [{"role": "user", "content": QUESTION}])
-    models = {d: load(ref, d) for d in dtypes}
+    models = {d: load_model(ref, d).eval() for d in dtypes}
     results: dict[str, list[float]] = {}
     for _ in range(repeats):
         for d in dtypes:
@@ -153,12 +108,11 @@ def in_process(dtypes: list[str], threads: list[int], steps: int, repeats: int) 
     torch.set_num_threads(os.cpu_count() or 1)  # as the server runs
     split = first_token_split(models[dtypes[0]], tok)
     sizes = {d: weight_bytes(m) for d, m in models.items()}
-    agree = agreement(models, prompt, tok.pad_token_id, 48) if {"float32", "float32+half"} <= set(models) else None
     return {"step_ms": results, "tokens_per_s": {k: round(1000 / v, 1) for k, v in best.items()},
             "copy_gb_per_s": bandwidth, "weight_mb": {d: round(b / 1e6) for d, b in sizes.items()},
             "bound_tokens_per_s": {d: round(bandwidth * 1e9 / b, 1) for d, b in sizes.items()},
             "prompt_tokens": len(prompt), "torch_threads_default": os.cpu_count(),
-            "first_token_split": {dtypes[0]: split}, "half_vs_float32": agree}
+            "first_token_split": {dtypes[0]: split}}
 
 
 async def _stream(client, url: str, max_tokens: int) -> tuple[float, int, float]:
@@ -205,7 +159,7 @@ async def _server_numbers(port: int, max_tokens: int) -> dict:
             "eight_vs_one": round(sum(many) / many_s / (one / one_s), 2)}
 
 
-def through_server(max_tokens: int, half_decode: str) -> dict:
+def through_server(max_tokens: int) -> dict:
     import subprocess
 
     import httpx
@@ -216,7 +170,7 @@ def through_server(max_tokens: int, half_decode: str) -> dict:
     exe = Path(sys.executable).with_name("tunelab")
     with tempfile.TemporaryDirectory() as tmp:
         server = subprocess.Popen([str(exe), "serve", "--model", MODEL, "--port", str(port), "--db",
-                                   str(Path(tmp) / "log.sqlite"), "--half-decode", half_decode], stdout=subprocess.DEVNULL,
+                                   str(Path(tmp) / "log.sqlite")], stdout=subprocess.DEVNULL,
                                   stderr=subprocess.PIPE, env={**os.environ, "TUNELAB_API_KEY": KEY})
         try:
             for _ in range(900):
@@ -237,10 +191,9 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--steps", type=int, default=32)
     parser.add_argument("--repeats", type=int, default=2)
-    parser.add_argument("--dtypes", default="float32,float32+half,bfloat16")
+    parser.add_argument("--dtypes", default="float32,bfloat16")
     parser.add_argument("--threads", default="1,2")
     parser.add_argument("--max-tokens", type=int, default=48)
-    parser.add_argument("--half-decode", default="off,auto", help="the server's --half-decode settings to run")
     parser.add_argument("--no-server", action="store_true")
     args = parser.parse_args()
     from tunelab.device import cpu_has_bf16
@@ -251,10 +204,8 @@ def main() -> None:
                                       args.steps, args.repeats)
     load.append(loadavg())
     if not args.no_server:
-        result["server"] = {}
-        for setting in args.half_decode.split(","):
-            result["server"][f"half_decode={setting}"] = through_server(args.max_tokens, setting)
-            load.append(loadavg())
+        result["server"] = through_server(args.max_tokens)
+        load.append(loadavg())
     result["load"] = load
     print(json.dumps(result))
 

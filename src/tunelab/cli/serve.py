@@ -34,9 +34,6 @@ def serve_cmd(
     db: Path = typer.Option(Path(DEFAULT_DB), "--db", help="SQLite request log and feedback"),
     log_content: bool = typer.Option(False, "--log-content", help="also store prompts and answers in the log"),
     dtype: str = typer.Option("auto", "--dtype", help="auto (bf16 where supported) | float32 | bfloat16"),
-    half_decode: str = typer.Option("auto", "--half-decode", help="auto | on | off: float16 copies of the weights "
-                                    "for decoding one or two requests (auto: on a CPU serving in fp32; about 2x "
-                                    "one stream's tokens/s for half again the weights' memory)"),
     rag: list[str] = typer.Option(None, "--rag", help="NAME=INDEX[:RUN]: a model name that retrieves from INDEX "
                                                        "(tunelab rag index) before the base, or RUN, answers"),
     device_map: str = typer.Option(None, "--device-map", help=DEVICE_MAP_HELP),
@@ -76,7 +73,7 @@ def serve_cmd(
                     shutdown_timeout=shutdown_timeout, max_connections=max_connections,
                     max_upload_bytes=max_upload_bytes)
     api.serve(model, adapters=pairs, runs=runs, runs_dir=runs_dir, host=host, port=port, api_key=api_key,
-          api_keys_file=api_keys_file, db=db, log_content=log_content, dtype=dtype, device_map=checked_device_map(device_map), limits=limits, half_decode=half_decode,
+          api_keys_file=api_keys_file, db=db, log_content=log_content, dtype=dtype, device_map=checked_device_map(device_map), limits=limits,
           rag=_pairs(rag, "--rag", "NAME=INDEX[:RUN]"), jobs_db=jobs_db, workers=workers, say=console.print,
           warn=lambda text: console.print(f"[yellow]{text}[/yellow]"))
 

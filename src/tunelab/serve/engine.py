@@ -163,8 +163,7 @@ def serving_tokenizer(ref, adapters: dict[str, Adapter]):
 class Engine:
     def __init__(self, base: str, adapters: dict[str, Adapter], *, max_batch: int = 8, max_queue: int = 64,
                  cache_size: int = 4, default_max_tokens: int = 256, batch_wait: float = 0.01,
-                 dtype: str = "auto", device_map: str | None = None, half_decode: str = "auto") -> None:
-        from tunelab.inference import half_decode as half
+                 dtype: str = "auto", device_map: str | None = None) -> None:
         from tunelab.inference.load import resolve_dtype
         from tunelab.models.load import load_model, resolve
 
@@ -174,8 +173,6 @@ class Engine:
         warn_on_other_templates(adapters, self.tokenizer)
         self.dtype = resolve_dtype(dtype)  # a bare base model: bf16 where supported
         self.model = load_model(ref, self.dtype, device_map=device_map).eval()  # "auto": over several GPUs
-        if half.wanted(half_decode, self.dtype, device_map):
-            half.install(self.model)  # before any adapter wraps the layers
         self.context = int(getattr(self.model.config, "max_position_embeddings", 2048))
         self.adapters = adapters
         self.max_batch, self.max_queue, self.cache_size = max_batch, max_queue, cache_size

@@ -79,7 +79,7 @@ def draining_server(config, engine, drain_after: float):
 def serve(model: str, *, adapters: dict[str, str] | None = None, runs: str | Path | None = None,
           runs_dir: str | Path | None = None, host: str = "127.0.0.1", port: int = 8000, api_key: str | None = None,
           api_keys_file: str | Path | None = None, db: str | Path = "tunelab-serve.sqlite",
-          log_content: bool = False, dtype: str = "auto", device_map: str | None = None, half_decode: str = "auto",
+          log_content: bool = False, dtype: str = "auto", device_map: str | None = None,
           limits: Limits | None = None, rag: dict[str, str] | None = None, jobs_db: str | Path | None = None,
           workers: int = 0, say: Callable[[str], None] = _stderr, warn: Callable[[str], None] = _stderr) -> None:
     """Serve ``model`` and its adapters (``adapters``: NAME -> run folder; ``runs``: a folder
@@ -106,8 +106,6 @@ def serve(model: str, *, adapters: dict[str, str] | None = None, runs: str | Pat
         raise ConfigError(str(exc)) from None
     if dtype not in DTYPES:
         raise ConfigError(f"dtype {dtype!r}: expected one of {', '.join(DTYPES)}")
-    if half_decode not in ("auto", "on", "off"):
-        raise ConfigError(f"half_decode {half_decode!r}: expected auto, on or off")
     keys = ApiKeys.load(api_key or os.environ.get(KEY_ENV) or None, api_keys_file)
     exposed = exposure_warning(host, bool(keys))
     if exposed:
@@ -120,7 +118,7 @@ def serve(model: str, *, adapters: dict[str, str] | None = None, runs: str | Pat
     routes = rag_routes.load(rag_specs, {run: served_name(model, name) for name, (_, run) in rag_specs.items()
                                          if run}, model)
     engine = Engine(model, found, max_batch=limits.max_batch, max_queue=limits.max_queue, dtype=dtype,
-                    device_map=device_map, half_decode=half_decode)
+                    device_map=device_map)
     store = Store(db, log_content)
     jobs, supervisor = _jobs(model, jobs_db, workers, limits)
     app = create_app(engine, keys=keys, store=store, limits=limits, rag=routes, jobs=jobs,
