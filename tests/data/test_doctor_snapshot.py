@@ -67,3 +67,36 @@ def test_findings_equal_the_snapshot(capsys, tiny_model, tmp_path):
             "pii_ip_address", "pii_secret", "short_answer", "long_answer", "repetitive_answer", "over_length",
             "leakage_exact"} <= kinds  # the fixture plants every kind the snapshot should hold
     assert found == json.loads(SNAPSHOT.read_text())
+
+
+def test_the_forked_text_findings_equal_the_snapshot(capsys, tiny_model, tmp_path, monkeypatch):
+    from tunelab.data import doctor
+
+    monkeypatch.setattr(doctor, "FORK_ROWS", 0)  # the planted file is small: fork anyway
+    started = []
+    start = doctor._TextFindingsBeside.__init__
+
+    def spy(self, *args):
+        start(self, *args)
+        started.append(self.process is not None)
+
+    monkeypatch.setattr(doctor._TextFindingsBeside, "__init__", spy)
+    assert findings_of(capsys, tiny_model, tmp_path) == json.loads(SNAPSHOT.read_text())
+    assert started == [True]
+
+
+def test_a_child_that_dies_leaves_the_findings_whole(capsys, tiny_model, tmp_path, monkeypatch):
+    import os
+
+    from tunelab.data import doctor
+
+    parent, real = os.getpid(), doctor.duplicates
+
+    def dies_in_the_child(*args):
+        if os.getpid() != parent:
+            os._exit(9)  # as the OOM killer would
+        return real(*args)
+
+    monkeypatch.setattr(doctor, "FORK_ROWS", 0)
+    monkeypatch.setattr(doctor, "duplicates", dies_in_the_child)
+    assert findings_of(capsys, tiny_model, tmp_path) == json.loads(SNAPSHOT.read_text())

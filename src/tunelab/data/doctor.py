@@ -8,7 +8,9 @@ repetitive_answer, over_length, pii_<kind>, leakage_exact, leakage_near.
 from __future__ import annotations
 
 import math
+import os
 import statistics
+import sys
 from collections import defaultdict
 from dataclasses import dataclass
 
@@ -144,6 +146,53 @@ def leakage(rows, lines, other_rows, threshold: float = 0.8) -> list[Issue]:
             for how, ls in sorted(found.items())]
 
 
+# Below this many rows the second process costs more (a fork, pickling the findings back) than it saves.
+FORK_ROWS = 5000
+
+
+def _text_findings(rows, lines, near: float | None) -> list[Issue]:
+    """The findings that read only the rows' text: duplicates and personal data."""
+    return duplicates(rows, lines, near) + personal_data(rows, lines)
+
+
+class _TextFindingsBeside:
+    """``_text_findings`` computed in a forked process while this one loads the tokenizer and
+    counts tokens: the two halves of the work take about as long, and each is single-threaded
+    Python. The child inherits the parsed rows through fork (nothing is pickled on the way in)
+    and sends its findings back through a pipe. Where fork is not safe (macOS, Windows), for
+    small files, on one core, or if the child fails, the same findings are computed here."""
+
+    def __init__(self, rows, lines, near: float | None) -> None:
+        self.args, self.process, self.pipe = (rows, lines, near), None, None
+        if len(rows) < FORK_ROWS or sys.platform != "linux" or (os.cpu_count() or 1) < 2:
+            return
+        import multiprocessing
+
+        ctx = multiprocessing.get_context("fork")
+        self.pipe, child_end = ctx.Pipe(duplex=False)
+        self.process = ctx.Process(target=self._child, args=(child_end,), daemon=True)
+        self.process.start()
+        child_end.close()
+
+    def _child(self, pipe) -> None:
+        try:
+            pipe.send(_text_findings(*self.args))
+        except BaseException as exc:  # noqa: BLE001 - the parent recomputes; say why in its place
+            pipe.send(exc if isinstance(exc, Exception) else RuntimeError(repr(exc)))
+        finally:
+            pipe.close()
+
+    def result(self) -> list[Issue]:
+        found = None
+        if self.process is not None:
+            try:
+                found = self.pipe.recv()
+            except (EOFError, OSError):  # the child died (killed, out of memory)
+                found = None
+            self.process.join()
+        return found if isinstance(found, list) else _text_findings(*self.args)
+
+
 def diagnose(path, model: str, max_length: int | None = None, *, against=None, near: float | None = 0.8,
              plots=None, columns: dict[str, str] | None = None, chat_template: str | None = None):
     """Validate a dataset and diagnose it: format errors, duplicates, conflicts, outliers,
@@ -151,7 +200,6 @@ def diagnose(path, model: str, max_length: int | None = None, *, against=None, n
     into ``against``. ``columns`` renames source columns (of both files) onto tunelab's fields."""
     from pathlib import Path
 
-    from tunelab.data.tokens import count_tokens
     from tunelab.data.validate import parse_file, token_stats
     from tunelab.models import catalog
     from tunelab.models.load import load_tokenizer, resolve
@@ -160,6 +208,10 @@ def diagnose(path, model: str, max_length: int | None = None, *, against=None, n
     report = parsed.report
     ref = resolve(model)
     rows, lines = parsed.messages, parsed.lines
+    text_findings = _TextFindingsBeside(rows, lines, near)  # before torch is imported: a lean fork
+
+    from tunelab.data.tokens import count_tokens
+
     lengths: list[int] = count_tokens(load_tokenizer(ref, chat_template=chat_template), rows) if rows else []
     if lengths:
         report.tokens = token_stats(lengths)
@@ -167,12 +219,14 @@ def diagnose(path, model: str, max_length: int | None = None, *, against=None, n
             report.max_length = max_length
             report.over_length = sum(n > max_length for n in lengths)
             report.findings += over_length(lengths, lines, max_length)
-    report.findings += duplicates(rows, lines, near)
+    later = []
     if not parsed.is_preference and not parsed.is_prompt_only:
-        report.findings += conflicts(rows, lines)
+        later += conflicts(rows, lines)
     if not parsed.is_prompt_only:  # prompts alone have no answers to compare
-        report.findings += outliers(rows, lines)
-    report.findings += personal_data(rows, lines)
+        later += outliers(rows, lines)
+    text = text_findings.result()
+    pii_found = [f for f in text if f.kind.startswith("pii_")]
+    report.findings += [f for f in text if not f.kind.startswith("pii_")] + later + pii_found
     if against is not None:
         report.findings += leakage(rows, lines, parse_file(against, columns).messages)
     if plots is not None and lengths:
