@@ -77,7 +77,8 @@ def run_trl(data: Path, max_steps: int, out: Path, trl_bf16: str = "default") ->
     # --trl-bf16 off departs from TRL's default: only for a CPU without native bf16, where the
     # default's emulated bf16 would take hours; the output says which one ran
     extra = {} if trl_bf16 == "default" else {"bf16": False}
-    args = SFTConfig(output_dir=str(out), use_cpu=True, max_steps=max_steps, **extra)
+    # one epoch as tunelab runs (SFTConfig defaults to three); every other default kept
+    args = SFTConfig(output_dir=str(out), use_cpu=True, max_steps=max_steps, num_train_epochs=1, **extra)
     trainer = SFTTrainer(model=load_model(ref), args=args, train_dataset=ds["train"], eval_dataset=ds["val"],
                          processing_class=load_tokenizer(ref), peft_config=peft_config(LoraSettings()))
     counter = TokenCounter()
