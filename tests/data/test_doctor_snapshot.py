@@ -73,6 +73,7 @@ def test_the_forked_text_findings_equal_the_snapshot(capsys, tiny_model, tmp_pat
     from tunelab.data import doctor
 
     monkeypatch.setattr(doctor, "FORK_ROWS", 0)  # the planted file is small: fork anyway
+    monkeypatch.setattr(doctor, "_only_thread", lambda: True)  # earlier tests may leave threads behind
     started = []
     start = doctor._TextFindingsBeside.__init__
 
@@ -98,5 +99,23 @@ def test_a_child_that_dies_leaves_the_findings_whole(capsys, tiny_model, tmp_pat
         return real(*args)
 
     monkeypatch.setattr(doctor, "FORK_ROWS", 0)
+    monkeypatch.setattr(doctor, "_only_thread", lambda: True)
     monkeypatch.setattr(doctor, "duplicates", dies_in_the_child)
     assert findings_of(capsys, tiny_model, tmp_path) == json.loads(SNAPSHOT.read_text())
+
+
+def test_no_fork_while_other_threads_run(monkeypatch):
+    import threading
+
+    from tunelab.data import doctor
+
+    monkeypatch.setattr(doctor, "FORK_ROWS", 0)
+    stop = threading.Event()
+    other = threading.Thread(target=stop.wait)  # a server's thread that might hold a lock at fork time
+    other.start()
+    try:
+        beside = doctor._TextFindingsBeside([[{"role": "user", "content": "hi"}]], [1], 0.8)
+        assert beside.process is None and beside.result() == []
+    finally:
+        stop.set()
+        other.join()

@@ -155,18 +155,28 @@ def _text_findings(rows, lines, near: float | None) -> list[Issue]:
     return duplicates(rows, lines, near) + personal_data(rows, lines)
 
 
+def _only_thread() -> bool:
+    import threading
+
+    return threading.active_count() == 1
+
+
 class _TextFindingsBeside:
     """``_text_findings`` computed in a forked process while this one loads the tokenizer and
     counts tokens: the two halves of the work take about as long, and each is single-threaded
     Python. The child inherits the parsed rows through fork (nothing is pickled on the way in)
     and sends its findings back through a pipe. Where fork is not safe (macOS, Windows), for
-    small files, on one core, or if the child fails, the same findings are computed here."""
+    small files, on one core, or if the child fails, the same findings are computed here. Nor
+    in a process that runs other threads (the dashboard's server): a fork copies whatever lock
+    another thread holds at that moment, and the child could wait on it forever."""
 
     def __init__(self, rows, lines, near: float | None) -> None:
-        self.args, self.process, self.pipe = (rows, lines, near), None, None
-        if len(rows) < FORK_ROWS or sys.platform != "linux" or (os.cpu_count() or 1) < 2:
-            return
         import multiprocessing
+
+        self.args, self.process, self.pipe = (rows, lines, near), None, None
+        if (len(rows) < FORK_ROWS or sys.platform != "linux" or (os.cpu_count() or 1) < 2
+                or not _only_thread() or multiprocessing.current_process().daemon):
+            return
 
         ctx = multiprocessing.get_context("fork")
         self.pipe, child_end = ctx.Pipe(duplex=False)
