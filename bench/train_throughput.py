@@ -146,14 +146,19 @@ def side_summary(side: dict) -> dict:
             "load": [side["load_before"], side["load_after"]], "settings": r["settings"]}
 
 
+def write_rows(data: Path) -> Path:
+    """The benchmark's train.jsonl and val.jsonl in ``data`` (returned)."""
+    rows = docstring_rows(TRAIN_ROWS + VAL_ROWS)
+    (data / "train.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows[:TRAIN_ROWS]))
+    (data / "val.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows[TRAIN_ROWS:]))
+    return data
+
+
 def lever(max_steps: int, sets: list[str], levers: list[str]) -> dict:
     """tunelab's defaults against the same run with ``levers`` set, on the benchmark's rows."""
-    rows = docstring_rows(TRAIN_ROWS + VAL_ROWS)
     sides = {}
     with tempfile.TemporaryDirectory() as tmp:
-        data = Path(tmp)
-        (data / "train.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows[:TRAIN_ROWS]))
-        (data / "val.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows[TRAIN_ROWS:]))
+        data = write_rows(Path(tmp))
         for name, extra in (("defaults", []), ("with_lever", levers)):
             out = data / name
             side = run_side(tunelab_argv(data, max_steps, out, sets + extra))
@@ -168,11 +173,8 @@ def lever(max_steps: int, sets: list[str], levers: list[str]) -> dict:
 
 
 def measure(max_steps: int, sets: list[str], src: str | None, trl_bf16: str) -> dict:
-    rows = docstring_rows(TRAIN_ROWS + VAL_ROWS)
     with tempfile.TemporaryDirectory() as tmp:
-        data = Path(tmp)
-        (data / "train.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows[:TRAIN_ROWS]))
-        (data / "val.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows[TRAIN_ROWS:]))
+        data = write_rows(Path(tmp))
         env = {"PYTHONPATH": src} if src else None  # another tunelab tree, e.g. a before/after comparison
         trl = run_side([sys.executable, __file__, "--side", "trl", "--data", tmp, "--max-steps", str(max_steps),
                         "--trl-bf16", trl_bf16], env)

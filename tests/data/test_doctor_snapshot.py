@@ -115,7 +115,7 @@ def test_no_fork_while_other_threads_run(monkeypatch):
     other.start()
     try:
         beside = doctor._TextFindingsBeside([[{"role": "user", "content": "hi"}]], [1], 0.8)
-        assert beside.process is None and beside.result() == []
+        assert beside.process is None and beside.result() == ([], [])
     finally:
         stop.set()
         other.join()

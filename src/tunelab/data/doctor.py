@@ -150,9 +150,9 @@ def leakage(rows, lines, other_rows, threshold: float = 0.8) -> list[Issue]:
 FORK_ROWS = 5000
 
 
-def _text_findings(rows, lines, near: float | None) -> list[Issue]:
-    """The findings that read only the rows' text: duplicates and personal data."""
-    return duplicates(rows, lines, near) + personal_data(rows, lines)
+def _text_findings(rows, lines, near: float | None) -> tuple[list[Issue], list[Issue]]:
+    """The findings that read only the rows' text: (duplicates, personal data)."""
+    return duplicates(rows, lines, near), personal_data(rows, lines)
 
 
 def _only_thread() -> bool:
@@ -165,7 +165,8 @@ class _TextFindingsBeside:
     """``_text_findings`` computed in a forked process while this one loads the tokenizer and
     counts tokens: the two halves of the work take about as long, and each is single-threaded
     Python. The child inherits the parsed rows through fork (nothing is pickled on the way in)
-    and sends its findings back through a pipe. Where fork is not safe (macOS, Windows), for
+    and sends its findings back through a pipe; it uses no torch, so the torch the CLI has
+    imported does not matter to it. Where fork is not safe (macOS, Windows), for
     small files, on one core, or if the child fails, the same findings are computed here. Nor
     in a process that runs other threads (the dashboard's server): a fork copies whatever lock
     another thread holds at that moment, and the child could wait on it forever."""
@@ -187,20 +188,21 @@ class _TextFindingsBeside:
     def _child(self, pipe) -> None:
         try:
             pipe.send(_text_findings(*self.args))
-        except BaseException as exc:  # noqa: BLE001 - the parent recomputes; say why in its place
-            pipe.send(exc if isinstance(exc, Exception) else RuntimeError(repr(exc)))
+        except BaseException:  # noqa: BLE001 - nothing sent: the parent computes the findings itself
+            pass  # and reports any error there, without a second traceback from here
         finally:
             pipe.close()
 
-    def result(self) -> list[Issue]:
-        found = None
+    def result(self) -> tuple[list[Issue], list[Issue]]:
         if self.process is not None:
             try:
                 found = self.pipe.recv()
-            except (EOFError, OSError):  # the child died (killed, out of memory)
+            except (EOFError, OSError):  # the child failed or died (killed, out of memory)
                 found = None
             self.process.join()
-        return found if isinstance(found, list) else _text_findings(*self.args)
+            if found is not None:
+                return found
+        return _text_findings(*self.args)
 
 
 def diagnose(path, model: str, max_length: int | None = None, *, against=None, near: float | None = 0.8,
@@ -210,6 +212,7 @@ def diagnose(path, model: str, max_length: int | None = None, *, against=None, n
     into ``against``. ``columns`` renames source columns (of both files) onto tunelab's fields."""
     from pathlib import Path
 
+    from tunelab.data.tokens import count_tokens
     from tunelab.data.validate import parse_file, token_stats
     from tunelab.models import catalog
     from tunelab.models.load import load_tokenizer, resolve
@@ -218,10 +221,7 @@ def diagnose(path, model: str, max_length: int | None = None, *, against=None, n
     report = parsed.report
     ref = resolve(model)
     rows, lines = parsed.messages, parsed.lines
-    text_findings = _TextFindingsBeside(rows, lines, near)  # before torch is imported: a lean fork
-
-    from tunelab.data.tokens import count_tokens
-
+    text_findings = _TextFindingsBeside(rows, lines, near)
     lengths: list[int] = count_tokens(load_tokenizer(ref, chat_template=chat_template), rows) if rows else []
     if lengths:
         report.tokens = token_stats(lengths)
@@ -234,9 +234,8 @@ def diagnose(path, model: str, max_length: int | None = None, *, against=None, n
         later += conflicts(rows, lines)
     if not parsed.is_prompt_only:  # prompts alone have no answers to compare
         later += outliers(rows, lines)
-    text = text_findings.result()
-    pii_found = [f for f in text if f.kind.startswith("pii_")]
-    report.findings += [f for f in text if not f.kind.startswith("pii_")] + later + pii_found
+    duplicate_found, pii_found = text_findings.result()
+    report.findings += duplicate_found + later + pii_found
     if against is not None:
         report.findings += leakage(rows, lines, parse_file(against, columns).messages)
     if plots is not None and lengths:
